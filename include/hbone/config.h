@@ -1,0 +1,129 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * libhbone config: the mutual-TLS material and policy shared by connections.
+ *
+ * A config holds this workload's certificate chain and key (an X.509-SVID),
+ * the trust bundles of the trust domains it accepts, each bound to its trust
+ * domain, and options. It is reference-counted. Setters work only until the
+ * first connection uses the config; from then on it is immutable and shared,
+ * so certificate rotation means building a new config: new connections use
+ * the new one, existing ones keep the config they started with.
+ *
+ * Threads: setters are not thread-safe; a frozen config may be used by
+ * connections on any number of threads (reference counting is atomic).
+ */
+#ifndef HBONE_CONFIG_H
+#define HBONE_CONFIG_H
+
+#include <stddef.h>
+
+#include <hbone/export.h>
+#include <hbone/identity.h>
+#include <hbone/log.h>
+#include <hbone/mem.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/** TLS and identity configuration; opaque, reference-counted. */
+typedef struct hbone_config hbone_config;
+
+/**
+ * Create an empty config with one reference held by the caller. @p mem may be
+ * NULL (C library allocator); it is copied.
+ *
+ * Returns 0, HBONE_ERR_INVALID_ARGUMENT, HBONE_ERR_NOMEM or
+ * HBONE_ERR_INTERNAL (wolfSSL could not be initialised).
+ */
+HBONE_API int hbone_config_new(hbone_config **out, const hbone_mem *mem);
+
+/** Take another reference to @p cfg and return it. */
+HBONE_API hbone_config *hbone_config_ref(hbone_config *cfg);
+
+/**
+ * Drop the caller's reference; the config is freed when connections using it
+ * have dropped theirs too. NULL is a no-op.
+ */
+HBONE_API void hbone_config_del(hbone_config *cfg);
+
+/**
+ * Set this workload's certificate chain (PEM: leaf first, then
+ * intermediates; the root is not sent) and private key (PEM: PKCS#8
+ * "PRIVATE KEY" or SEC1 "EC PRIVATE KEY"). The leaf must be a valid
+ * X.509-SVID under the config's SVID mode and the key must match it; its
+ * trust domain becomes the config's own. Inputs are copied.
+ *
+ * Returns 0, HBONE_ERR_CONFIG_FROZEN, HBONE_ERR_PEM, HBONE_ERR_SVID_*,
+ * HBONE_ERR_SPIFFE_*, HBONE_ERR_KEY, HBONE_ERR_INVALID_ARGUMENT or
+ * HBONE_ERR_NOMEM; hbone_config_error_detail() says more.
+ */
+HBONE_API int hbone_config_set_certificate(hbone_config *cfg, const char *chain_pem,
+                                           size_t chain_len, const char *key_pem,
+                                           size_t key_len);
+
+/**
+ * Add the trust bundle (PEM, one or more CA certificates) of @p trust_domain.
+ * A peer is accepted only if its chain leads to the bundle of the trust
+ * domain in its own SPIFFE ID. Adding a second bundle for the same trust
+ * domain extends it (as during CA rotation).
+ *
+ * Returns 0, HBONE_ERR_CONFIG_FROZEN, HBONE_ERR_SPIFFE_TRUST_DOMAIN_*,
+ * HBONE_ERR_PEM, HBONE_ERR_TLS_CERT_INVALID, HBONE_ERR_INVALID_ARGUMENT or
+ * HBONE_ERR_NOMEM.
+ */
+HBONE_API int hbone_config_add_trust_bundle(hbone_config *cfg, const char *trust_domain,
+                                            size_t trust_domain_len, const char *bundle_pem,
+                                            size_t bundle_len);
+
+/**
+ * Server side: also accept clients of @p trust_domain (federation). By
+ * default a server accepts only clients of its own trust domain, as ztunnel.
+ * The trust domain needs a bundle too.
+ *
+ * Returns 0, HBONE_ERR_CONFIG_FROZEN, HBONE_ERR_SPIFFE_TRUST_DOMAIN_*,
+ * HBONE_ERR_INVALID_ARGUMENT or HBONE_ERR_NOMEM.
+ */
+HBONE_API int hbone_config_accept_trust_domain(hbone_config *cfg, const char *trust_domain,
+                                               size_t trust_domain_len);
+
+/**
+ * HBONE_SVID_STRICT (default) or HBONE_SVID_LENIENT; applies to peers and to
+ * this config's own certificate. Returns 0, HBONE_ERR_CONFIG_FROZEN or
+ * HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_set_svid_mode(hbone_config *cfg, int mode);
+
+/**
+ * Send log messages at @p max_level and more severe to @p cb (NULL: none).
+ * Returns 0, HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_set_log(hbone_config *cfg, hbone_log_cb cb, int max_level,
+                                   void *user_data);
+
+/**
+ * This workload's own SPIFFE ID (from the certificate), or NULL if no
+ * certificate is set. Valid as long as @p cfg.
+ */
+HBONE_API const hbone_spiffe_id *hbone_config_identity(const hbone_config *cfg);
+
+/**
+ * A NUL-terminated description of the last failed setter call on @p cfg
+ * ("" if none). Valid until the next call on @p cfg.
+ */
+HBONE_API const char *hbone_config_error_detail(const hbone_config *cfg);
+
+/** The TLS library libhbone runs on, e.g. "wolfSSL 5.5.4 (tuned, static)". */
+HBONE_API const char *hbone_tls_library(void);
+
+/**
+ * Return 1 if AES-GCM runs with hardware acceleration (AES-NI, with AVX/AVX2
+ * variants) in this build on this CPU, 0 otherwise.
+ */
+HBONE_API int hbone_tls_aes_hw_accelerated(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* HBONE_CONFIG_H */

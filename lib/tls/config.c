@@ -1,0 +1,334 @@
+/* SPDX-License-Identifier: MIT */
+#include "tls/config.h"
+
+#include <limits.h>
+#include <string.h>
+
+#include <hbone/error.h>
+
+#include "identity/pem.h"
+#include "identity/spiffe.h"
+#include "identity/svid.h"
+#include "tls/tls.h"
+
+/* The groups libhbone offers: P-256 first (every ztunnel build has it), then
+ * X25519 and P-384. */
+static int groups[] = {WOLFSSL_ECC_SECP256R1, WOLFSSL_ECC_X25519, WOLFSSL_ECC_SECP384R1};
+
+/* AES-GCM first (hardware accelerated, what ztunnel offers), ChaCha20 last. */
+static const char cipher_list[] =
+    "TLS13-AES128-GCM-SHA256:TLS13-AES256-GCM-SHA384:TLS13-CHACHA20-POLY1305-SHA256";
+
+static WOLFSSL_CTX *new_ctx(int server)
+{
+    WOLFSSL_METHOD *method = server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method();
+    if (!method)
+        return NULL;
+    WOLFSSL_CTX *ctx = wolfSSL_CTX_new(method);
+    if (!ctx)
+        return NULL;
+    if (wolfSSL_CTX_set_cipher_list(ctx, cipher_list) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_set_groups(ctx, groups, (int)(sizeof(groups) / sizeof(groups[0]))) !=
+            WOLFSSL_SUCCESS) {
+        wolfSSL_CTX_free(ctx);
+        return NULL;
+    }
+    /* Identity checks run in the session's verify callback. The server must
+     * also demand a certificate: VERIFY_PEER alone lets a client without
+     * one through. */
+    int mode = WOLFSSL_VERIFY_PEER | (server ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0);
+    wolfSSL_CTX_set_verify(ctx, mode, hb_tls_verify_callback);
+    if (server) {
+        /* No tickets: HBONE never resumes (a no-op without ticket support). */
+        (void)wolfSSL_CTX_no_ticket_TLSv13(ctx);
+    }
+#ifndef NO_SESSION_CACHE
+    wolfSSL_CTX_set_session_cache_mode(ctx, WOLFSSL_SESS_CACHE_OFF);
+#endif
+    return ctx;
+}
+
+int hbone_config_new(hbone_config **out, const hbone_mem *mem)
+{
+    if (!out)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    int r = hb_tls_global_init();
+    if (r < 0)
+        return r;
+    mem = hb_mem_or_default(mem);
+    hbone_config *cfg = hb_calloc(mem, 1, sizeof(*cfg));
+    if (!cfg)
+        return HBONE_ERR_NOMEM;
+    atomic_init(&cfg->refs, 1);
+    atomic_init(&cfg->frozen, 0);
+    cfg->mem = *mem;
+    cfg->svid_mode = HBONE_SVID_STRICT;
+    cfg->client_ctx = new_ctx(0);
+    cfg->server_ctx = new_ctx(1);
+    if (!cfg->client_ctx || !cfg->server_ctx) {
+        hbone_config_del(cfg);
+        return HBONE_ERR_INTERNAL;
+    }
+    *out = cfg;
+    return 0;
+}
+
+hbone_config *hbone_config_ref(hbone_config *cfg)
+{
+    if (cfg)
+        atomic_fetch_add_explicit(&cfg->refs, 1, memory_order_relaxed);
+    return cfg;
+}
+
+void hbone_config_del(hbone_config *cfg)
+{
+    if (!cfg || atomic_fetch_sub_explicit(&cfg->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    const hb_mem *mem = &cfg->mem;
+    wolfSSL_CTX_free(cfg->client_ctx);
+    wolfSSL_CTX_free(cfg->server_ctx);
+    hbone_spiffe_id_del(cfg->identity);
+    for (size_t i = 0; i < cfg->n_bundles; i++) {
+        hb_free(mem, cfg->bundles[i].trust_domain);
+        hb_free(mem, cfg->bundles[i].pem);
+    }
+    hb_free(mem, cfg->bundles);
+    for (size_t i = 0; i < cfg->n_accepted; i++)
+        hb_free(mem, cfg->accepted_trust_domains[i]);
+    hb_free(mem, cfg->accepted_trust_domains);
+    hb_mem copy = cfg->mem;
+    hb_free(&copy, cfg);
+}
+
+/* Common guard of every setter. */
+static int setter_begin(hbone_config *cfg)
+{
+    if (!cfg)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    if (atomic_load(&cfg->frozen))
+        return hb_detail_set(&cfg->detail, HBONE_ERR_CONFIG_FROZEN,
+                             "config is in use by a connection; build a new config to change it");
+    hb_detail_clear(&cfg->detail);
+    return 0;
+}
+
+static int load_into_both(hbone_config *cfg, const char *chain, size_t chain_len, const char *key,
+                          size_t key_len)
+{
+    WOLFSSL_CTX *ctxs[2] = {cfg->client_ctx, cfg->server_ctx};
+    for (int i = 0; i < 2; i++) {
+        if (wolfSSL_CTX_use_certificate_chain_buffer_format(
+                ctxs[i], (const unsigned char *)chain, (long)chain_len, WOLFSSL_FILETYPE_PEM) !=
+            WOLFSSL_SUCCESS)
+            return hb_detail_set(&cfg->detail, HBONE_ERR_PEM,
+                                 "certificate chain PEM could not be loaded");
+        if (wolfSSL_CTX_use_PrivateKey_buffer(ctxs[i], (const unsigned char *)key, (long)key_len,
+                                              WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+            return hb_detail_set(&cfg->detail, HBONE_ERR_KEY,
+                                 "private key could not be loaded (PKCS#8 or SEC1 PEM expected)");
+        if (wolfSSL_CTX_check_private_key(ctxs[i]) != WOLFSSL_SUCCESS)
+            return hb_detail_set(&cfg->detail, HBONE_ERR_KEY,
+                                 "private key does not match the leaf certificate");
+    }
+    return 0;
+}
+
+int hbone_config_set_certificate(hbone_config *cfg, const char *chain_pem, size_t chain_len,
+                                 const char *key_pem, size_t key_len)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    if (!chain_pem || !key_pem || chain_len > LONG_MAX || key_len > LONG_MAX)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    uint8_t *leaf = NULL;
+    size_t leaf_len = 0, pos = 0;
+    r = hb_pem_next(&cfg->mem, chain_pem, chain_len, &pos, "CERTIFICATE", &leaf, &leaf_len);
+    if (r < 0) {
+        return hb_detail_set(&cfg->detail, r == HBONE_ERR_NOMEM ? r : HBONE_ERR_PEM,
+                             "certificate chain has no valid CERTIFICATE PEM block");
+    }
+    hbone_spiffe_id *id = NULL;
+    r = hb_svid_check(leaf, leaf_len, cfg->svid_mode, &id, &cfg->mem, &cfg->detail);
+    hb_free(&cfg->mem, leaf);
+    if (r < 0)
+        return r;
+    r = load_into_both(cfg, chain_pem, chain_len, key_pem, key_len);
+    if (r < 0) {
+        hbone_spiffe_id_del(id);
+        return r;
+    }
+    hbone_spiffe_id_del(cfg->identity);
+    cfg->identity = id;
+    hb_log(&cfg->log, HBONE_LOG_INFO, "certificate set: %s", hbone_spiffe_id_str(id, NULL));
+    return 0;
+}
+
+static int check_trust_domain(hbone_config *cfg, const char *td, size_t len)
+{
+    if (!td)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    size_t bad = 0;
+    int r = hb_spiffe_validate_trust_domain(td, len, &bad);
+    if (r < 0)
+        return hb_detail_set(&cfg->detail, r, "trust domain \"%.*s\": %s (at byte %zu)",
+                             len > 255 ? 255 : (int)len, td, hbone_strerror(r), bad);
+    return 0;
+}
+
+/* Append @p pem to @p b's text (a bundle may be extended during CA rotation). */
+static int append_pem(const hb_mem *mem, hb_trust_bundle *b, const char *pem, size_t len)
+{
+    char *grown = hb_realloc(mem, b->pem, b->pem_len + len + 2);
+    if (!grown)
+        return HBONE_ERR_NOMEM;
+    b->pem = grown;
+    memcpy(b->pem + b->pem_len, pem, len);
+    b->pem_len += len;
+    b->pem[b->pem_len++] = '\n'; /* keeps "-----END" and "-----BEGIN" apart */
+    b->pem[b->pem_len] = '\0';
+    return 0;
+}
+
+int hbone_config_add_trust_bundle(hbone_config *cfg, const char *trust_domain,
+                                  size_t trust_domain_len, const char *bundle_pem,
+                                  size_t bundle_len)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    if (!bundle_pem || bundle_len > LONG_MAX / 2)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    r = check_trust_domain(cfg, trust_domain, trust_domain_len);
+    if (r < 0)
+        return r;
+    /* Validate the PEM alone first so a bad bundle changes nothing. */
+    WOLFSSL_CERT_MANAGER *probe = wolfSSL_CertManagerNew();
+    if (!probe)
+        return HBONE_ERR_NOMEM;
+    r = wolfSSL_CertManagerLoadCABuffer(probe, (const unsigned char *)bundle_pem, (long)bundle_len,
+                                        WOLFSSL_FILETYPE_PEM);
+    wolfSSL_CertManagerFree(probe);
+    if (r != WOLFSSL_SUCCESS)
+        return hb_detail_set(&cfg->detail, HBONE_ERR_TLS_CERT_INVALID,
+                             "trust bundle of %.*s: no loadable CA certificate (wolfSSL error %d)",
+                             (int)trust_domain_len, trust_domain, r);
+    hb_trust_bundle *b = (hb_trust_bundle *)hb_config_bundle(cfg, trust_domain, trust_domain_len);
+    if (!b) {
+        hb_trust_bundle *grown =
+            hb_realloc(&cfg->mem, cfg->bundles, (cfg->n_bundles + 1) * sizeof(*grown));
+        if (!grown)
+            return HBONE_ERR_NOMEM;
+        cfg->bundles = grown;
+        b = &cfg->bundles[cfg->n_bundles];
+        memset(b, 0, sizeof(*b));
+        b->trust_domain = hb_strndup(&cfg->mem, trust_domain, trust_domain_len);
+        if (!b->trust_domain)
+            return HBONE_ERR_NOMEM;
+        b->trust_domain_len = trust_domain_len;
+        cfg->n_bundles++;
+    }
+    r = append_pem(&cfg->mem, b, bundle_pem, bundle_len);
+    if (r < 0)
+        return r;
+    WOLFSSL_CTX *ctxs[2] = {cfg->client_ctx, cfg->server_ctx};
+    for (int i = 0; i < 2; i++) {
+        if (wolfSSL_CTX_load_verify_buffer(ctxs[i], (const unsigned char *)bundle_pem,
+                                           (long)bundle_len, WOLFSSL_FILETYPE_PEM) !=
+            WOLFSSL_SUCCESS)
+            return hb_detail_set(&cfg->detail, HBONE_ERR_INTERNAL,
+                                 "trust bundle loaded alone but not into the TLS context");
+    }
+    return 0;
+}
+
+int hbone_config_accept_trust_domain(hbone_config *cfg, const char *trust_domain,
+                                     size_t trust_domain_len)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    r = check_trust_domain(cfg, trust_domain, trust_domain_len);
+    if (r < 0)
+        return r;
+    for (size_t i = 0; i < cfg->n_accepted; i++) {
+        if (strlen(cfg->accepted_trust_domains[i]) == trust_domain_len &&
+            memcmp(cfg->accepted_trust_domains[i], trust_domain, trust_domain_len) == 0)
+            return 0;
+    }
+    char **grown = hb_realloc(&cfg->mem, cfg->accepted_trust_domains,
+                              (cfg->n_accepted + 1) * sizeof(*grown));
+    if (!grown)
+        return HBONE_ERR_NOMEM;
+    cfg->accepted_trust_domains = grown;
+    grown[cfg->n_accepted] = hb_strndup(&cfg->mem, trust_domain, trust_domain_len);
+    if (!grown[cfg->n_accepted])
+        return HBONE_ERR_NOMEM;
+    cfg->n_accepted++;
+    return 0;
+}
+
+int hbone_config_set_svid_mode(hbone_config *cfg, int mode)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    if (mode != HBONE_SVID_STRICT && mode != HBONE_SVID_LENIENT)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    cfg->svid_mode = mode;
+    return 0;
+}
+
+int hbone_config_set_log(hbone_config *cfg, hbone_log_cb cb, int max_level, void *user_data)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    if (max_level < HBONE_LOG_NONE || max_level > HBONE_LOG_DEBUG)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    cfg->log = (hb_logger){cb, max_level, user_data};
+    return 0;
+}
+
+const hbone_spiffe_id *hbone_config_identity(const hbone_config *cfg)
+{
+    return cfg ? cfg->identity : NULL;
+}
+
+const char *hbone_config_error_detail(const hbone_config *cfg)
+{
+    return cfg ? cfg->detail.text : "";
+}
+
+int hb_config_freeze(hbone_config *cfg)
+{
+    if (!cfg->identity)
+        return HBONE_ERR_NO_CERTIFICATE;
+    if (cfg->n_bundles == 0)
+        return HBONE_ERR_NO_TRUST_BUNDLE;
+    atomic_store(&cfg->frozen, 1);
+    return 0;
+}
+
+const hb_trust_bundle *hb_config_bundle(const hbone_config *cfg, const char *td, size_t len)
+{
+    for (size_t i = 0; i < cfg->n_bundles; i++) {
+        const hb_trust_bundle *b = &cfg->bundles[i];
+        if (b->trust_domain_len == len && memcmp(b->trust_domain, td, len) == 0)
+            return b;
+    }
+    return NULL;
+}
+
+int hb_config_accepts_trust_domain(const hbone_config *cfg, const char *td, size_t len)
+{
+    if (hb_spiffe_id_in_trust_domain(cfg->identity, td, len))
+        return 1;
+    for (size_t i = 0; i < cfg->n_accepted; i++) {
+        if (strlen(cfg->accepted_trust_domains[i]) == len &&
+            memcmp(cfg->accepted_trust_domains[i], td, len) == 0)
+            return 1;
+    }
+    return 0;
+}

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/* The config object as the TLS layer sees it. */
+#ifndef HB_TLS_CONFIG_H
+#define HB_TLS_CONFIG_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stddef.h>
+
+#include <hbone/config.h>
+
+#include "common/log.h"
+#include "common/mem.h"
+#include "tls/wolfssl.h"
+
+typedef struct hb_trust_bundle {
+    char *trust_domain; /* NUL-terminated */
+    size_t trust_domain_len;
+    char *pem; /* all CA certificates of this trust domain, concatenated */
+    size_t pem_len;
+} hb_trust_bundle;
+
+struct hbone_config {
+    atomic_int refs;
+    atomic_int frozen; /* set when the first session uses the config */
+    hb_mem mem;
+    int svid_mode;
+    hb_logger log;
+    hb_detail detail;
+    hbone_spiffe_id *identity; /* own, from the certificate */
+    hb_trust_bundle *bundles;
+    size_t n_bundles;
+    char **accepted_trust_domains; /* server: besides the own one */
+    size_t n_accepted;
+    /* Built as setters run; both roles share the material. */
+    WOLFSSL_CTX *client_ctx;
+    WOLFSSL_CTX *server_ctx;
+};
+
+/* Mark @p cfg immutable and check it is complete enough to handshake
+ * (certificate and at least one bundle). Returns 0 or an HBONE_ERR_*. */
+int hb_config_freeze(hbone_config *cfg);
+
+/* The bundle bound to @p td, or NULL. */
+const hb_trust_bundle *hb_config_bundle(const hbone_config *cfg, const char *td, size_t len);
+
+/* True if a server with @p cfg accepts clients of trust domain @p td. */
+int hb_config_accepts_trust_domain(const hbone_config *cfg, const char *td, size_t len);
+
+#endif /* HB_TLS_CONFIG_H */
