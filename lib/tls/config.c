@@ -137,6 +137,12 @@ static int load_into_both(hbone_config *cfg, const char *chain, size_t chain_len
 int hbone_config_set_certificate(hbone_config *cfg, const char *chain_pem, size_t chain_len,
                                  const char *key_pem, size_t key_len)
 {
+    return hb_config_load_certificate(cfg, chain_pem, chain_len, key_pem, key_len, 1);
+}
+
+int hb_config_load_certificate(hbone_config *cfg, const char *chain_pem, size_t chain_len,
+                               const char *key_pem, size_t key_len, int check_svid)
+{
     int r = setter_begin(cfg);
     if (r < 0)
         return r;
@@ -152,7 +158,7 @@ int hbone_config_set_certificate(hbone_config *cfg, const char *chain_pem, size_
     hbone_spiffe_id *id = NULL;
     r = hb_svid_check(leaf, leaf_len, cfg->svid_mode, &id, &cfg->mem, &cfg->detail);
     hb_free(&cfg->mem, leaf);
-    if (r < 0)
+    if (r < 0 && (check_svid || r == HBONE_ERR_NOMEM))
         return r;
     r = load_into_both(cfg, chain_pem, chain_len, key_pem, key_len);
     if (r < 0) {
@@ -161,7 +167,9 @@ int hbone_config_set_certificate(hbone_config *cfg, const char *chain_pem, size_
     }
     hbone_spiffe_id_del(cfg->identity);
     cfg->identity = id;
-    hb_log(&cfg->log, HBONE_LOG_INFO, "certificate set: %s", hbone_spiffe_id_str(id, NULL));
+    cfg->has_certificate = 1;
+    hb_log(&cfg->log, HBONE_LOG_INFO, "certificate set: %s",
+           id ? hbone_spiffe_id_str(id, NULL) : "(not an SVID)");
     return 0;
 }
 
@@ -303,7 +311,7 @@ const char *hbone_config_error_detail(const hbone_config *cfg)
 
 int hb_config_freeze(hbone_config *cfg)
 {
-    if (!cfg->identity)
+    if (!cfg->has_certificate)
         return HBONE_ERR_NO_CERTIFICATE;
     if (cfg->n_bundles == 0)
         return HBONE_ERR_NO_TRUST_BUNDLE;

@@ -28,6 +28,7 @@ struct hbone_config {
     hb_logger log;
     hb_detail detail;
     hbone_spiffe_id *identity; /* own, from the certificate */
+    int has_certificate;
     hb_trust_bundle *bundles;
     size_t n_bundles;
     char **accepted_trust_domains; /* server: besides the own one */
@@ -36,6 +37,12 @@ struct hbone_config {
     WOLFSSL_CTX *client_ctx;
     WOLFSSL_CTX *server_ctx;
 };
+
+/* Load a certificate chain and key into the TLS contexts. With
+ * @p check_svid == 0 the leaf is not required to be an X.509-SVID: only tests
+ * use that, to play a peer that presents a bad certificate. */
+int hb_config_load_certificate(hbone_config *cfg, const char *chain_pem, size_t chain_len,
+                               const char *key_pem, size_t key_len, int check_svid);
 
 /* Mark @p cfg immutable and check it is complete enough to handshake
  * (certificate and at least one bundle). Returns 0 or an HBONE_ERR_*. */

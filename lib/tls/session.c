@@ -157,6 +157,12 @@ static int chain_error(hb_tls *t, int wolf_err, int depth)
         code = HBONE_ERR_TLS_CHAIN_TOO_LONG;
         what = "chain is longer than allowed";
         break;
+    case EXTKEYUSE_AUTH_E:
+        /* wolfSSL checks the role's EKU before we see the leaf. */
+        code = HBONE_ERR_SVID_EXT_KEY_USAGE;
+        what = t->role == HB_TLS_SERVER ? "extendedKeyUsage lacks clientAuth"
+                                        : "extendedKeyUsage lacks serverAuth";
+        break;
     default:
         code = HBONE_ERR_TLS_CERT_INVALID;
         what = "failed verification";
@@ -200,6 +206,7 @@ static int wolf_error(hb_tls *t, int ret)
         code = HBONE_ERR_TLS_CHAIN_TOO_LONG;
         break;
     case VERIFY_MAC_ERROR:
+    case AES_GCM_AUTH_E:
     case DECRYPT_ERROR:
     case UNKNOWN_RECORD_TYPE:
     case PARSE_ERROR:
@@ -313,8 +320,9 @@ static int check_trust_domain_accepted(hb_tls *t)
     const char *td = hbone_spiffe_id_trust_domain(t->peer_id, &td_len);
     if (hb_config_accepts_trust_domain(t->cfg, td, td_len))
         return 0;
-    size_t own_len;
-    const char *own = hbone_spiffe_id_trust_domain(t->cfg->identity, &own_len);
+    size_t own_len = 0;
+    const char *own = t->cfg->identity ? hbone_spiffe_id_trust_domain(t->cfg->identity, &own_len)
+                                       : "";
     return hb_detail_set(&t->detail, HBONE_ERR_ID_TRUST_DOMAIN,
                          "client %s is in trust domain %.*s, not %.*s",
                          hbone_spiffe_id_str(t->peer_id, NULL), (int)td_len, td, (int)own_len,

@@ -1,0 +1,378 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * Mutual-TLS handshakes between a real libhbone client and server in memory:
+ * every good and bad certificate of the test PKI, with the byte stream
+ * delivered whole, one byte at a time, and in random chunks.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testlib.h"
+#include "tls/config.h"
+#include "tls_pair.h"
+
+#define ID(sa) "spiffe://cluster.local/ns/default/sa/" sa
+#define B_ID(sa) "spiffe://td-b.example/ns/default/sa/" sa
+
+static const int chunkings[] = {TL_CHUNK_WHOLE, TL_CHUNK_ONE_BYTE, TL_CHUNK_RANDOM};
+#define N_CHUNKINGS 3
+
+/* A config presenting PKI leaf @p leaf, checked (as users get) or not (to
+ * play a peer with a certificate libhbone would refuse to present). */
+static hbone_config *peer_config(const char *leaf, const char *key_suffix, int check_svid,
+                                 int lenient, const char *const *extra_bundles,
+                                 const char *accept_td)
+{
+    hbone_config *cfg = NULL;
+    ck_assert_int_eq(hbone_config_new(&cfg, NULL), 0);
+    if (lenient)
+        ck_assert_int_eq(hbone_config_set_svid_mode(cfg, HBONE_SVID_LENIENT), 0);
+    char name[256];
+    size_t chain_len, key_len, bundle_len;
+    snprintf(name, sizeof(name), "%s.chain.pem", leaf);
+    char *chain = tl_pki_read(name, &chain_len);
+    snprintf(name, sizeof(name), "%s%s", leaf, key_suffix ? key_suffix : ".key");
+    char *key = tl_pki_read(name, &key_len);
+    int r = hb_config_load_certificate(cfg, chain, chain_len, key, key_len, check_svid);
+    ck_assert_msg(r == 0, "%s: %s: %s", leaf, hbone_strerror(r), hbone_config_error_detail(cfg));
+    free(chain);
+    free(key);
+    char *bundle = tl_pki_read("bundle-cluster.local.pem", &bundle_len);
+    ck_assert_int_eq(hbone_config_add_trust_bundle(cfg, "cluster.local", 13, bundle, bundle_len), 0);
+    free(bundle);
+    for (size_t i = 0; extra_bundles && extra_bundles[i]; i++) {
+        bundle = tl_pki_read(extra_bundles[i] + strlen("td-b.example="), &bundle_len);
+        ck_assert_int_eq(hbone_config_add_trust_bundle(cfg, "td-b.example", 12, bundle, bundle_len),
+                         0);
+        free(bundle);
+    }
+    if (accept_td)
+        ck_assert_int_eq(hbone_config_accept_trust_domain(cfg, accept_td, strlen(accept_td)), 0);
+    return cfg;
+}
+
+struct handshake_case {
+    const char *name;
+    const char *client_leaf;
+    const char *server_leaf;
+    const char *server_key; /* NULL: ".key" (PKCS#8) */
+    int client_checked;     /* the client's own cert passes the SVID check */
+    int server_checked;
+    int lenient;            /* both sides in lenient SVID mode */
+    int with_td_b;          /* both sides also trust td-b.example's bundle */
+    const char *server_accepts; /* extra trust domain the server accepts */
+    const char *expected[3];    /* what the client expects the server to be */
+    int client_error;           /* 0: handshake succeeds on the client */
+    int server_error;           /* 0: succeeds on the server */
+    const char *detail;         /* substring of the failing side's detail */
+    const char *client_sees;    /* the identity the server must report */
+};
+
+static const char *const td_b_bundle[] = {"td-b.example=bundle-td-b.example.pem", NULL};
+
+static const struct handshake_case cases[] = {
+    {"ecdsa chain, pkcs8 keys", "client", "server", NULL, 1, 1, 0, 0, NULL, {ID("server")}, 0, 0,
+     NULL, ID("client")},
+    {"sec1 server key", "client", "server", ".sec1.key", 1, 1, 0, 0, NULL, {ID("server")}, 0, 0,
+     NULL, ID("client")},
+    {"rsa root, rsa-pss and pkcs1 intermediates", "rsa-client", "rsa-server", NULL, 1, 1, 0, 0,
+     NULL, {ID("rsa-server")}, 0, 0, NULL, ID("rsa-client")},
+    {"rsa leaf key", "client", "rsa-leaf", NULL, 1, 1, 0, 0, NULL, {ID("rsa-leaf")}, 0, 0, NULL,
+     ID("client")},
+    {"one of several expected ids", "client2", "server", NULL, 1, 1, 0, 0, NULL,
+     {ID("nobody"), ID("server"), NULL}, 0, 0, NULL, "spiffe://cluster.local/ns/other/sa/client2"},
+    {"uri and dns sans", "client", "uri-and-dns", NULL, 1, 1, 0, 0, NULL, {ID("client")}, 0, 0,
+     NULL, ID("client")},
+    {"lenient mode takes the first valid uri", "client", "bad-uri-first-then-good", NULL, 1, 1, 1,
+     0, NULL, {ID("client")}, 0, 0, NULL, ID("client")},
+    {"federated client trust domain", "b-client", "server", NULL, 1, 1, 0, 1, "td-b.example",
+     {ID("server")}, 0, 0, NULL, B_ID("client")},
+    /* identity mismatches */
+    {"unexpected server identity", "client", "server", NULL, 1, 1, 0, 0, NULL, {ID("other")},
+     HBONE_ERR_ID_MISMATCH, HBONE_ERR_TLS_ALERT,
+     "peer presented " ID("server") ", expected " ID("other"), NULL},
+    {"client of a trust domain not accepted", "b-client", "server", NULL, 1, 1, 0, 1, NULL,
+     {ID("server")}, HBONE_ERR_TLS_ALERT, HBONE_ERR_ID_TRUST_DOMAIN,
+     "client " B_ID("client") " is in trust domain td-b.example, not cluster.local", NULL},
+    {"server of td-b signed by cluster.local's CA", "client", "foreign-td", NULL, 1, 0, 0, 1, NULL,
+     {B_ID("client")}, HBONE_ERR_ID_BUNDLE, HBONE_ERR_TLS_ALERT,
+     "chains to the bundle of trust domain cluster.local, not td-b.example", NULL},
+    {"client of td-b signed by cluster.local's CA", "foreign-td", "server", NULL, 0, 1, 0, 1,
+     "td-b.example", {ID("server")}, HBONE_ERR_TLS_ALERT, HBONE_ERR_ID_BUNDLE,
+     "chains to the bundle of trust domain cluster.local, not td-b.example", NULL},
+    {"foreign trust domain without its bundle", "client", "foreign-td", NULL, 1, 0, 0, 0, NULL,
+     {B_ID("client")}, HBONE_ERR_ID_BUNDLE, HBONE_ERR_TLS_ALERT,
+     "trust domain td-b.example, which has no trust bundle", NULL},
+    /* chains */
+    {"untrusted server", "client", "evil-server", NULL, 1, 1, 0, 0, NULL, {ID("server")},
+     HBONE_ERR_TLS_CERT_UNTRUSTED, HBONE_ERR_TLS_ALERT, "does not chain to any trust bundle",
+     NULL},
+    {"untrusted client", "evil-client", "server", NULL, 1, 1, 0, 0, NULL, {ID("server")},
+     HBONE_ERR_TLS_ALERT, HBONE_ERR_TLS_CERT_UNTRUSTED, "does not chain to any trust bundle", NULL},
+    {"expired server", "client", "expired", NULL, 1, 1, 0, 0, NULL, {ID("expired")},
+     HBONE_ERR_TLS_CERT_EXPIRED, HBONE_ERR_TLS_ALERT, "depth 0 has expired", NULL},
+    {"not yet valid server", "client", "not-yet-valid", NULL, 1, 1, 0, 0, NULL,
+     {ID("not-yet-valid")}, HBONE_ERR_TLS_CERT_NOT_YET_VALID, HBONE_ERR_TLS_ALERT,
+     "is not valid yet", NULL},
+    {"expired intermediate", "expired-int-leaf", "server", NULL, 1, 1, 0, 0, NULL, {ID("server")},
+     HBONE_ERR_TLS_ALERT, HBONE_ERR_TLS_CERT_EXPIRED, "depth 1 has expired", NULL},
+    /* wolfSSL sends no alert for this one: the server is left waiting (state
+     * 0) until the transport closes. */
+    {"over-long chain", "client", "long-chain", NULL, 1, 1, 0, 0, NULL, {ID("long-chain")},
+     HBONE_ERR_TLS_CHAIN_TOO_LONG, 0, "chain too long", NULL},
+    /* leaves that are not X.509-SVIDs */
+    {"server leaf is a CA", "client", "ca-true", NULL, 1, 0, 0, 0, NULL, {ID("ca-true")},
+     HBONE_ERR_SVID_CA, HBONE_ERR_TLS_ALERT, "server certificate is a CA", NULL},
+    {"client leaf is a CA", "ca-true", "server", NULL, 0, 1, 0, 0, NULL, {ID("server")},
+     HBONE_ERR_TLS_ALERT, HBONE_ERR_SVID_CA, "client certificate is a CA", NULL},
+    {"keyCertSign", "client", "key-cert-sign", NULL, 1, 0, 0, 0, NULL, {ID("key-cert-sign")},
+     HBONE_ERR_SVID_KEY_USAGE, HBONE_ERR_TLS_ALERT, "keyCertSign", NULL},
+    {"no key usage", "no-key-usage", "server", NULL, 0, 1, 0, 0, NULL, {ID("server")},
+     HBONE_ERR_TLS_ALERT, HBONE_ERR_SVID_KEY_USAGE, "no keyUsage", NULL},
+    {"no digitalSignature", "client", "no-digital-signature", NULL, 1, 0, 0, 0, NULL,
+     {ID("no-digital-signature")}, HBONE_ERR_SVID_KEY_USAGE, HBONE_ERR_TLS_ALERT,
+     "lacks digitalSignature", NULL},
+    {"eku serverAuth only", "eku-server-only", "server", NULL, 0, 1, 0, 0, NULL, {ID("server")},
+     HBONE_ERR_TLS_ALERT, HBONE_ERR_SVID_EXT_KEY_USAGE, "extendedKeyUsage lacks clientAuth", NULL},
+    {"eku clientAuth only", "client", "eku-client-only", NULL, 1, 0, 0, 0, NULL,
+     {ID("eku-client-only")}, HBONE_ERR_SVID_EXT_KEY_USAGE, HBONE_ERR_TLS_ALERT,
+     "extendedKeyUsage lacks serverAuth", NULL},
+    {"eku codeSigning", "client", "eku-code-signing", NULL, 1, 0, 0, 0, NULL,
+     {ID("eku-code-signing")}, HBONE_ERR_SVID_EXT_KEY_USAGE, HBONE_ERR_TLS_ALERT,
+     "extendedKeyUsage lacks serverAuth", NULL},
+    {"no san", "no-san", "server", NULL, 0, 1, 0, 0, NULL, {ID("server")}, HBONE_ERR_TLS_ALERT,
+     HBONE_ERR_SVID_NO_URI_SAN, "has no URI SAN", NULL},
+    {"spiffe text in a dns san", "client", "dns-spiffe", NULL, 1, 0, 0, 0, NULL, {ID("client")},
+     HBONE_ERR_SVID_NO_URI_SAN, HBONE_ERR_TLS_ALERT, "DNS names are never identities", NULL},
+    {"two uri sans", "two-uri", "server", NULL, 0, 1, 0, 0, NULL, {ID("server")},
+     HBONE_ERR_TLS_ALERT, HBONE_ERR_SVID_MULTIPLE_URI_SANS, "2 URI SANs", NULL},
+    {"strict mode refuses a bad first uri", "client", "bad-uri-first-then-good", NULL, 1, 0, 0, 0,
+     NULL, {ID("client")}, HBONE_ERR_SVID_MULTIPLE_URI_SANS, HBONE_ERR_TLS_ALERT, NULL, NULL},
+    {"uppercase trust domain", "client", "bad-uri-upper", NULL, 1, 0, 0, 0, NULL, {ID("client")},
+     HBONE_ERR_SPIFFE_TRUST_DOMAIN_CHAR, HBONE_ERR_TLS_ALERT, "spiffe://Cluster.Local", NULL},
+    {"https uri", "bad-uri-scheme", "server", NULL, 0, 1, 0, 0, NULL, {ID("server")},
+     HBONE_ERR_TLS_ALERT, HBONE_ERR_SPIFFE_SCHEME, "https://cluster.local", NULL},
+};
+#define N_CASES (sizeof(cases) / sizeof(cases[0]))
+
+static void run_case(const struct handshake_case *c, int chunking, unsigned seed)
+{
+    const char *const *extra = c->with_td_b ? td_b_bundle : NULL;
+    hbone_config *ccfg = peer_config(c->client_leaf, NULL, c->client_checked, c->lenient, extra, NULL);
+    hbone_config *scfg = peer_config(c->server_leaf, c->server_key, c->server_checked, c->lenient,
+                                     extra, c->server_accepts);
+    tl_pair p;
+    tl_pair_init(&p, ccfg, scfg, c->expected, chunking, seed);
+    hbone_config_del(ccfg); /* the sessions hold their own references */
+    hbone_config_del(scfg);
+    tl_pair_pump(&p);
+    int client_ok = p.client.state == 1, server_ok = p.server.state == 1;
+    if (!c->client_error && !c->server_error) {
+        ck_assert_msg(client_ok && server_ok, "%s (chunking %d): client %d (%s), server %d (%s)",
+                      c->name, chunking, p.client.state, hb_tls_error_detail(p.client.tls),
+                      p.server.state, hb_tls_error_detail(p.server.tls));
+        const char *server_id = hbone_spiffe_id_str(hb_tls_peer_id(p.client.tls), NULL);
+        const char *client_id = hbone_spiffe_id_str(hb_tls_peer_id(p.server.tls), NULL);
+        int matched = 0;
+        for (int i = 0; i < 3 && c->expected[i]; i++)
+            matched |= strcmp(server_id, c->expected[i]) == 0;
+        ck_assert_msg(matched, "%s: server identity %s", c->name, server_id);
+        ck_assert_str_eq(client_id, c->client_sees);
+        ck_assert_str_eq(hb_tls_cipher(p.client.tls), "TLS_AES_128_GCM_SHA256");
+        ck_assert_str_eq(hb_tls_cipher(p.server.tls), "TLS_AES_128_GCM_SHA256");
+        ck_assert_str_eq(hb_tls_group(p.client.tls), "SECP256R1");
+    } else {
+        ck_assert_msg(p.client.state == c->client_error && p.server.state == c->server_error,
+                      "%s (chunking %d): client %d want %d (%s); server %d want %d (%s)", c->name,
+                      chunking, p.client.state, c->client_error, hb_tls_error_detail(p.client.tls),
+                      p.server.state, c->server_error, hb_tls_error_detail(p.server.tls));
+        const hb_tls *failing =
+            c->server_error && c->server_error != HBONE_ERR_TLS_ALERT ? p.server.tls : p.client.tls;
+        if (c->detail)
+            ck_assert_msg(strstr(hb_tls_error_detail(failing), c->detail) != NULL,
+                          "%s: detail \"%s\" lacks \"%s\"", c->name, hb_tls_error_detail(failing),
+                          c->detail);
+        ck_assert_ptr_null(hb_tls_peer_id(failing));
+        /* Errors are sticky. */
+        size_t consumed;
+        ck_assert_int_eq(hb_tls_handshake((hb_tls *)failing, NULL, 0, &consumed),
+                         failing == p.server.tls ? c->server_error : c->client_error);
+    }
+    tl_pair_free(&p);
+}
+
+START_TEST(handshake_case)
+{
+    const struct handshake_case *c = &cases[_i / N_CHUNKINGS];
+    run_case(c, chunkings[_i % N_CHUNKINGS], (unsigned)_i * 7919u + 1u);
+}
+END_TEST
+
+START_TEST(data_flows_both_ways_and_close_notify_ends_it)
+{
+    hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
+    static const char *const expected[] = {ID("server"), NULL};
+    tl_pair p;
+    tl_pair_init(&p, ccfg, scfg, expected, TL_CHUNK_RANDOM, 42 + (unsigned)_i);
+    hbone_config_del(ccfg);
+    hbone_config_del(scfg);
+    tl_pair_pump(&p);
+    ck_assert_int_eq(p.client.state, 1);
+    ck_assert_int_eq(p.server.state, 1);
+    /* More than one record each way, with a recognisable pattern. */
+    size_t n = 100000;
+    uint8_t *up = malloc(n), *down = malloc(n);
+    for (size_t i = 0; i < n; i++) {
+        up[i] = (uint8_t)(i * 31 + 7);
+        down[i] = (uint8_t)(i * 17 + 3);
+    }
+    tl_pair_write(&p.client, up, n);
+    tl_pair_write(&p.server, down, n);
+    tl_pair_pump(&p);
+    ck_assert_uint_eq(p.server.plain.len, n);
+    ck_assert_uint_eq(p.client.plain.len, n);
+    ck_assert_int_eq(memcmp(p.server.plain.buf, up, n), 0);
+    ck_assert_int_eq(memcmp(p.client.plain.buf, down, n), 0);
+    ck_assert_int_eq(hb_tls_close_notify(p.client.tls), 0);
+    tl_pair_pump(&p);
+    ck_assert_int_eq(p.server.state, 2);
+    size_t consumed, nread;
+    uint8_t buf[16];
+    ck_assert_int_eq(hb_tls_read(p.server.tls, NULL, 0, &consumed, buf, sizeof(buf), &nread),
+                     HBONE_ERR_CLOSED);
+    free(up);
+    free(down);
+    tl_pair_free(&p);
+}
+END_TEST
+
+START_TEST(corrupted_record_is_a_record_error)
+{
+    hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
+    static const char *const expected[] = {ID("server"), NULL};
+    tl_pair p;
+    tl_pair_init(&p, ccfg, scfg, expected, TL_CHUNK_WHOLE, 1);
+    hbone_config_del(ccfg);
+    hbone_config_del(scfg);
+    tl_pair_pump(&p);
+    ck_assert_int_eq(p.server.state, 1);
+    tl_pair_write(&p.client, "hello", 5);
+    size_t len;
+    const uint8_t *out = hb_tls_output(p.client.tls, &len);
+    ck_assert_uint_gt(len, 10);
+    uint8_t *copy = malloc(len);
+    memcpy(copy, out, len);
+    copy[len - 1] ^= 0x01; /* flip a bit of the AEAD tag */
+    hb_tls_output_consume(p.client.tls, len);
+    size_t consumed, nread;
+    uint8_t buf[64];
+    int r = hb_tls_read(p.server.tls, copy, len, &consumed, buf, sizeof(buf), &nread);
+    ck_assert_int_eq(r, HBONE_ERR_TLS_RECORD);
+    ck_assert_uint_eq(nread, 0);
+    ck_assert_int_eq(hbone_err_is_fatal(r), 1);
+    free(copy);
+    tl_pair_free(&p);
+}
+END_TEST
+
+/* A TLS 1.2-only ClientHello: no supported_versions extension. */
+static const uint8_t tls12_client_hello[] = {
+    0x16, 0x03, 0x01, 0x00, 0x31,                   /* handshake record, 49 bytes */
+    0x01, 0x00, 0x00, 0x2d, 0x03, 0x03,             /* ClientHello, TLS 1.2 */
+    0x01, 0x02, 0x03, 0x04, 0x05, 0x06, 0x07, 0x08, 0x09, 0x0a, 0x0b, 0x0c, 0x0d, 0x0e, 0x0f,
+    0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x19, 0x1a, 0x1b, 0x1c, 0x1d, 0x1e,
+    0x1f, 0x20,                                     /* random */
+    0x00,                                           /* no session id */
+    0x00, 0x04, 0xc0, 0x2b, 0xc0, 0x2f,             /* ECDHE-*-AES128-GCM-SHA256 */
+    0x01, 0x00,                                     /* null compression */
+    0x00, 0x00,                                     /* no extensions */
+};
+
+static int server_verdict_on(const uint8_t *bytes, size_t len)
+{
+    hbone_config *scfg = tl_config("server", NULL);
+    hb_tls *server = NULL;
+    ck_assert_int_eq(hb_tls_new(&server, scfg, HB_TLS_SERVER), 0);
+    hbone_config_del(scfg);
+    size_t consumed;
+    int r = hb_tls_handshake(server, bytes, len, &consumed);
+    ck_assert_ptr_null(hb_tls_peer_id(server));
+    hb_tls_del(server);
+    return r;
+}
+
+START_TEST(tls12_only_client_is_refused)
+{
+    ck_assert_int_eq(server_verdict_on(tls12_client_hello, sizeof(tls12_client_hello)),
+                     HBONE_ERR_TLS_VERSION);
+}
+END_TEST
+
+START_TEST(plaintext_http_is_refused)
+{
+    static const char http[] = "GET / HTTP/1.1\r\nHost: x\r\n\r\n";
+    int r = server_verdict_on((const uint8_t *)http, sizeof(http) - 1);
+    ck_assert_msg(hbone_err_is_fatal(r) && r != HBONE_ERR_INTERNAL, "got %d", r);
+}
+END_TEST
+
+START_TEST(client_needs_an_expected_identity)
+{
+    hbone_config *ccfg = tl_config("client", NULL);
+    hb_tls *client = NULL;
+    ck_assert_int_eq(hb_tls_new(&client, ccfg, HB_TLS_CLIENT), 0);
+    size_t consumed;
+    ck_assert_int_eq(hb_tls_handshake(client, NULL, 0, &consumed), HBONE_ERR_INVALID_STATE);
+    hbone_spiffe_id *id = tl_id(ID("server"));
+    ck_assert_int_eq(hb_tls_expect_peer(client, id), 0);
+    ck_assert_int_eq(hb_tls_handshake(client, NULL, 0, &consumed), HBONE_ERR_AGAIN);
+    size_t out_len;
+    ck_assert_ptr_nonnull(hb_tls_output(client, &out_len));
+    ck_assert_uint_gt(out_len, 0);
+    /* Too late to change what is expected once the ClientHello is out. */
+    ck_assert_int_eq(hb_tls_expect_peer(client, id), HBONE_ERR_INVALID_STATE);
+    hbone_spiffe_id_del(id);
+    hb_tls_del(client);
+    hbone_config_del(ccfg);
+}
+END_TEST
+
+START_TEST(server_session_cannot_expect_peers)
+{
+    hbone_config *scfg = tl_config("server", NULL);
+    hb_tls *server = NULL;
+    ck_assert_int_eq(hb_tls_new(&server, scfg, HB_TLS_SERVER), 0);
+    hbone_spiffe_id *id = tl_id(ID("client"));
+    ck_assert_int_eq(hb_tls_expect_peer(server, id), HBONE_ERR_INVALID_STATE);
+    hbone_spiffe_id_del(id);
+    hb_tls_del(server);
+    hbone_config_del(scfg);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("handshake");
+    TCase *tc = tcase_create("certificates");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, handshake_case, 0, (int)(N_CASES * N_CHUNKINGS));
+    suite_add_tcase(s, tc);
+    TCase *data = tcase_create("data");
+    tcase_set_timeout(data, 60);
+    tcase_add_loop_test(data, data_flows_both_ways_and_close_notify_ends_it, 0, 3);
+    tcase_add_test(data, corrupted_record_is_a_record_error);
+    suite_add_tcase(s, data);
+    TCase *hostile = tcase_create("hostile");
+    tcase_add_test(hostile, tls12_only_client_is_refused);
+    tcase_add_test(hostile, plaintext_http_is_refused);
+    tcase_add_test(hostile, client_needs_an_expected_identity);
+    tcase_add_test(hostile, server_session_cannot_expect_peers);
+    suite_add_tcase(s, hostile);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -1,0 +1,109 @@
+/* SPDX-License-Identifier: MIT */
+#include "testlib.h"
+
+#include <check.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "identity/pem.h"
+
+#ifndef TL_GEN_PKI
+#error "TL_GEN_PKI must name tests/support/gen-pki.sh"
+#endif
+#ifndef TL_PKI_DIR
+#error "TL_PKI_DIR must name the directory the test PKI goes to"
+#endif
+
+static pthread_once_t pki_once = PTHREAD_ONCE_INIT;
+static int pki_status = -1;
+
+static void generate_pki(void)
+{
+    char cmd[4096];
+    snprintf(cmd, sizeof(cmd), "bash '%s' '%s' >/dev/null", TL_GEN_PKI, TL_PKI_DIR);
+    pki_status = system(cmd);
+}
+
+const char *tl_pki_dir(void)
+{
+    pthread_once(&pki_once, generate_pki);
+    ck_assert_msg(pki_status == 0, "gen-pki.sh failed (status %d)", pki_status);
+    return TL_PKI_DIR;
+}
+
+char *tl_pki_read(const char *name, size_t *len)
+{
+    char path[4096];
+    snprintf(path, sizeof(path), "%s/%s", tl_pki_dir(), name);
+    FILE *f = fopen(path, "rb");
+    ck_assert_msg(f != NULL, "cannot open %s", path);
+    ck_assert_int_eq(fseek(f, 0, SEEK_END), 0);
+    long size = ftell(f);
+    ck_assert_int_ge(size, 0);
+    rewind(f);
+    char *buf = malloc((size_t)size + 1);
+    ck_assert_ptr_nonnull(buf);
+    ck_assert_uint_eq(fread(buf, 1, (size_t)size, f), (size_t)size);
+    fclose(f);
+    buf[size] = '\0';
+    if (len)
+        *len = (size_t)size;
+    return buf;
+}
+
+uint8_t *tl_pki_der(const char *name, size_t *len)
+{
+    size_t pem_len, pos = 0;
+    char *pem = tl_pki_read(name, &pem_len);
+    uint8_t *der = NULL;
+    int r = hb_pem_next(hb_mem_default(), pem, pem_len, &pos, "CERTIFICATE", &der, len);
+    free(pem);
+    ck_assert_msg(r == 0, "%s: no certificate (%s)", name, hbone_strerror(r));
+    return der;
+}
+
+static void add_bundle(hbone_config *cfg, const char *td, const char *file)
+{
+    size_t len;
+    char *pem = tl_pki_read(file, &len);
+    int r = hbone_config_add_trust_bundle(cfg, td, strlen(td), pem, len);
+    ck_assert_msg(r == 0, "bundle %s: %s: %s", file, hbone_strerror(r),
+                  hbone_config_error_detail(cfg));
+    free(pem);
+}
+
+hbone_config *tl_config(const char *leaf, const char *const *extra_bundles)
+{
+    hbone_config *cfg = NULL;
+    ck_assert_int_eq(hbone_config_new(&cfg, NULL), 0);
+    char name[256];
+    size_t chain_len, key_len;
+    snprintf(name, sizeof(name), "%s.chain.pem", leaf);
+    char *chain = tl_pki_read(name, &chain_len);
+    snprintf(name, sizeof(name), "%s.key", leaf);
+    char *key = tl_pki_read(name, &key_len);
+    int r = hbone_config_set_certificate(cfg, chain, chain_len, key, key_len);
+    ck_assert_msg(r == 0, "certificate %s: %s: %s", leaf, hbone_strerror(r),
+                  hbone_config_error_detail(cfg));
+    free(chain);
+    free(key);
+    add_bundle(cfg, "cluster.local", "bundle-cluster.local.pem");
+    for (size_t i = 0; extra_bundles && extra_bundles[i]; i++) {
+        char td[256];
+        const char *eq = strchr(extra_bundles[i], '=');
+        ck_assert_ptr_nonnull(eq);
+        snprintf(td, sizeof(td), "%.*s", (int)(eq - extra_bundles[i]), extra_bundles[i]);
+        add_bundle(cfg, td, eq + 1);
+    }
+    return cfg;
+}
+
+hbone_spiffe_id *tl_id(const char *str)
+{
+    hbone_spiffe_id *id = NULL;
+    int r = hbone_spiffe_id_parse(&id, str, strlen(str), NULL);
+    ck_assert_msg(r == 0, "%s: %s", str, hbone_strerror(r));
+    return id;
+}

@@ -1,0 +1,30 @@
+/* SPDX-License-Identifier: MIT */
+/* Shared helpers for libhbone's Check tests. */
+#ifndef HB_TESTLIB_H
+#define HB_TESTLIB_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hbone/hbone.h>
+
+/* Directory of the generated test PKI (tests/support/gen-pki.sh runs on
+ * first use; it is idempotent and safe to run concurrently). Aborts the
+ * test if the PKI cannot be generated. */
+const char *tl_pki_dir(void);
+
+/* Read a PKI file (e.g. "server.chain.pem") into a new NUL-terminated
+ * buffer; *len gets its length. Aborts the test on failure. */
+char *tl_pki_read(const char *name, size_t *len);
+
+/* Decode the first PEM certificate of a PKI file into DER (malloc'd). */
+uint8_t *tl_pki_der(const char *name, size_t *len);
+
+/* A config with PKI files "<leaf>.chain.pem" and "<leaf>.key" and the bundle
+ * of cluster.local; extra bundles: "td=file" strings, NULL-terminated. */
+hbone_config *tl_config(const char *leaf, const char *const *extra_bundles);
+
+/* Parse a SPIFFE ID or abort the test. */
+hbone_spiffe_id *tl_id(const char *str);
+
+#endif /* HB_TESTLIB_H */
