@@ -59,8 +59,7 @@ HBONE_API void hbone_config_del(hbone_config *cfg);
  * HBONE_ERR_NOMEM; hbone_config_error_detail() says more.
  */
 HBONE_API int hbone_config_set_certificate(hbone_config *cfg, const char *chain_pem,
-                                           size_t chain_len, const char *key_pem,
-                                           size_t key_len);
+                                           size_t chain_len, const char *key_pem, size_t key_len);
 
 /**
  * Add the trust bundle (PEM, one or more CA certificates) of @p trust_domain.

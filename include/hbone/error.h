@@ -43,45 +43,46 @@ extern "C" {
 #define HBONE_ERR_CLOSED -202   /* the connection was closed */
 
 /* TLS */
-#define HBONE_ERR_TLS_HANDSHAKE -301        /* the handshake failed (detail says why) */
-#define HBONE_ERR_TLS_VERSION -302          /* the peer does not speak TLS 1.3 */
-#define HBONE_ERR_TLS_ALPN -303             /* the peer did not agree on ALPN "h2" */
-#define HBONE_ERR_TLS_NO_PEER_CERT -304     /* the peer presented no certificate */
-#define HBONE_ERR_TLS_CERT_UNTRUSTED -305   /* the chain does not lead to a trusted root */
-#define HBONE_ERR_TLS_CERT_EXPIRED -306     /* a certificate of the chain has expired */
+#define HBONE_ERR_TLS_HANDSHAKE -301          /* the handshake failed (detail says why) */
+#define HBONE_ERR_TLS_VERSION -302            /* the peer does not speak TLS 1.3 */
+#define HBONE_ERR_TLS_ALPN -303               /* the peer did not agree on ALPN "h2" */
+#define HBONE_ERR_TLS_NO_PEER_CERT -304       /* the peer presented no certificate */
+#define HBONE_ERR_TLS_CERT_UNTRUSTED -305     /* the chain does not lead to a trusted root */
+#define HBONE_ERR_TLS_CERT_EXPIRED -306       /* a certificate of the chain has expired */
 #define HBONE_ERR_TLS_CERT_NOT_YET_VALID -307 /* a certificate of the chain is not valid yet */
-#define HBONE_ERR_TLS_CERT_INVALID -308     /* a certificate could not be parsed or verified */
-#define HBONE_ERR_TLS_ALERT -309            /* the peer aborted the handshake with an alert */
-#define HBONE_ERR_TLS_RECORD -310           /* malformed or undecryptable TLS record */
-#define HBONE_ERR_TLS_CHAIN_TOO_LONG -311   /* the chain exceeds the depth limit */
+#define HBONE_ERR_TLS_CERT_INVALID -308       /* a certificate could not be parsed or verified */
+#define HBONE_ERR_TLS_ALERT -309              /* the peer aborted the handshake with an alert */
+#define HBONE_ERR_TLS_RECORD -310             /* malformed or undecryptable TLS record */
+#define HBONE_ERR_TLS_CHAIN_TOO_LONG -311     /* the chain exceeds the depth limit */
 
 /* identity: SPIFFE ID syntax */
-#define HBONE_ERR_SPIFFE_SCHEME -401           /* does not start with "spiffe://" */
+#define HBONE_ERR_SPIFFE_SCHEME -401 /* does not start with "spiffe://" */
 #define HBONE_ERR_SPIFFE_TRUST_DOMAIN_EMPTY -402
-#define HBONE_ERR_SPIFFE_TRUST_DOMAIN_CHAR -403 /* not [a-z0-9._-] (uppercase, port, userinfo, %) */
+#define HBONE_ERR_SPIFFE_TRUST_DOMAIN_CHAR -403 /* not [a-z0-9._-] (uppercase, port, userinfo, %)  \
+                                                 */
 #define HBONE_ERR_SPIFFE_TRUST_DOMAIN_TOO_LONG -404 /* over 255 bytes */
-#define HBONE_ERR_SPIFFE_PATH_CHAR -405        /* not [a-zA-Z0-9._-] (query, fragment, %) */
-#define HBONE_ERR_SPIFFE_PATH_EMPTY_SEGMENT -406 /* "//" */
-#define HBONE_ERR_SPIFFE_PATH_DOT_SEGMENT -407 /* "/." or "/.." */
+#define HBONE_ERR_SPIFFE_PATH_CHAR -405             /* not [a-zA-Z0-9._-] (query, fragment, %) */
+#define HBONE_ERR_SPIFFE_PATH_EMPTY_SEGMENT -406    /* "//" */
+#define HBONE_ERR_SPIFFE_PATH_DOT_SEGMENT -407      /* "/." or "/.." */
 #define HBONE_ERR_SPIFFE_PATH_TRAILING_SLASH -408
-#define HBONE_ERR_SPIFFE_TOO_LONG -409         /* over 2048 bytes */
-#define HBONE_ERR_SPIFFE_NOT_ISTIO -410        /* path is not /ns/<namespace>/sa/<account> */
+#define HBONE_ERR_SPIFFE_TOO_LONG -409  /* over 2048 bytes */
+#define HBONE_ERR_SPIFFE_NOT_ISTIO -410 /* path is not /ns/<namespace>/sa/<account> */
 /* identity: X.509-SVID and trust */
-#define HBONE_ERR_SVID_MALFORMED -420          /* not a parsable DER/PEM certificate */
-#define HBONE_ERR_SVID_NO_URI_SAN -421         /* no (valid) SPIFFE URI SAN */
-#define HBONE_ERR_SVID_MULTIPLE_URI_SANS -422  /* more than one URI SAN (strict mode) */
-#define HBONE_ERR_SVID_URI_INVALID -423        /* URI SAN with a NUL or non-printable byte */
-#define HBONE_ERR_SVID_CA -424                 /* leaf has basicConstraints cA=true */
-#define HBONE_ERR_SVID_KEY_USAGE -425          /* keyUsage missing, no digitalSignature, or a CA bit */
-#define HBONE_ERR_SVID_EXT_KEY_USAGE -426      /* EKU present without serverAuth and clientAuth */
-#define HBONE_ERR_ID_MISMATCH -430     /* the peer's SPIFFE ID is not one the caller expects */
-#define HBONE_ERR_ID_TRUST_DOMAIN -431 /* the peer's trust domain is not accepted */
-#define HBONE_ERR_ID_BUNDLE -432       /* the chain does not lead to its trust domain's bundle */
+#define HBONE_ERR_SVID_MALFORMED -420         /* not a parsable DER/PEM certificate */
+#define HBONE_ERR_SVID_NO_URI_SAN -421        /* no (valid) SPIFFE URI SAN */
+#define HBONE_ERR_SVID_MULTIPLE_URI_SANS -422 /* more than one URI SAN (strict mode) */
+#define HBONE_ERR_SVID_URI_INVALID -423       /* URI SAN with a NUL or non-printable byte */
+#define HBONE_ERR_SVID_CA -424                /* leaf has basicConstraints cA=true */
+#define HBONE_ERR_SVID_KEY_USAGE -425     /* keyUsage missing, no digitalSignature, or a CA bit */
+#define HBONE_ERR_SVID_EXT_KEY_USAGE -426 /* EKU present without serverAuth and clientAuth */
+#define HBONE_ERR_ID_MISMATCH -430        /* the peer's SPIFFE ID is not one the caller expects */
+#define HBONE_ERR_ID_TRUST_DOMAIN -431    /* the peer's trust domain is not accepted */
+#define HBONE_ERR_ID_BUNDLE -432          /* the chain does not lead to its trust domain's bundle */
 
 /* I/O and configuration data */
-#define HBONE_ERR_PEM -501          /* no PEM block, or bad base64 */
-#define HBONE_ERR_KEY -502          /* the private key cannot be loaded or does not match */
-#define HBONE_ERR_NO_CERTIFICATE -503 /* the config has no certificate and key */
+#define HBONE_ERR_PEM -501             /* no PEM block, or bad base64 */
+#define HBONE_ERR_KEY -502             /* the private key cannot be loaded or does not match */
+#define HBONE_ERR_NO_CERTIFICATE -503  /* the config has no certificate and key */
 #define HBONE_ERR_NO_TRUST_BUNDLE -504 /* the config has no trust bundle */
 
 /* resources and internal */

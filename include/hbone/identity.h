@@ -118,8 +118,8 @@ HBONE_API int hbone_svid_check_der(const uint8_t *der, size_t len, int mode,
  * As hbone_svid_check_der() for the first CERTIFICATE block of a PEM text
  * (the leaf of a chain file). Returns HBONE_ERR_PEM if there is none.
  */
-HBONE_API int hbone_svid_check_pem(const char *pem, size_t len, int mode,
-                                   hbone_spiffe_id **id_out, const hbone_mem *mem);
+HBONE_API int hbone_svid_check_pem(const char *pem, size_t len, int mode, hbone_spiffe_id **id_out,
+                                   const hbone_mem *mem);
 
 #ifdef __cplusplus
 }

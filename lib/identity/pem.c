@@ -57,8 +57,8 @@ static int base64_decode(const char *in, size_t len, uint8_t *out, size_t *out_l
         }
     }
     /* Leftover bits must be fewer than a byte, zero, and match the padding. */
-    if (pad > 2 || (bits == 0 && pad != 0) || (bits == 4 && pad != 2) ||
-        (bits == 2 && pad != 1) || (acc & ((1u << bits) - 1)) != 0 || n == 0)
+    if (pad > 2 || (bits == 0 && pad != 0) || (bits == 4 && pad != 2) || (bits == 2 && pad != 1) ||
+        (acc & ((1u << bits) - 1)) != 0 || n == 0)
         return HBONE_ERR_PEM;
     *out_len = n;
     return 0;

@@ -13,8 +13,8 @@ static int is_trust_domain_char(unsigned char c)
 
 static int is_path_char(unsigned char c)
 {
-    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-           c == '.' || c == '-' || c == '_';
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+           c == '-' || c == '_';
 }
 
 static int fail_at(size_t *bad_offset, size_t offset, int code)
@@ -96,8 +96,7 @@ int hbone_spiffe_id_validate(const char *str, size_t len, size_t *bad_offset)
     return validate(str, len, bad_offset, NULL);
 }
 
-int hbone_spiffe_id_parse(hbone_spiffe_id **out, const char *str, size_t len,
-                          const hbone_mem *mem)
+int hbone_spiffe_id_parse(hbone_spiffe_id **out, const char *str, size_t len, const hbone_mem *mem)
 {
     if (!out)
         return HBONE_ERR_INVALID_ARGUMENT;

@@ -35,8 +35,9 @@ static int check_uri(const hb_cursor *uri, hb_detail *detail)
     int r = hbone_spiffe_id_validate((const char *)uri->p, uri->len, &bad);
     if (r < 0 && detail) {
         int shown = uri->len > 256 ? 256 : (int)uri->len;
-        hb_detail_set(detail, r, "certificate URI SAN %.*s is not a valid SPIFFE ID: %s (at byte %zu)",
-                      shown, (const char *)uri->p, hbone_strerror(r), bad);
+        hb_detail_set(detail, r,
+                      "certificate URI SAN %.*s is not a valid SPIFFE ID: %s (at byte %zu)", shown,
+                      (const char *)uri->p, hbone_strerror(r), bad);
     }
     return r;
 }
@@ -47,8 +48,9 @@ static int choose_uri(const hb_x509_leaf *leaf, int mode, const hb_cursor **chos
 {
     if (leaf->uri_san_count == 0) {
         return fail(detail, HBONE_ERR_SVID_NO_URI_SAN,
-                    leaf->dns_san_count ? "has DNS SANs but no URI SAN (DNS names are never identities)"
-                                        : "has no URI SAN");
+                    leaf->dns_san_count
+                        ? "has DNS SANs but no URI SAN (DNS names are never identities)"
+                        : "has no URI SAN");
     }
     if (mode == HBONE_SVID_STRICT) {
         if (leaf->uri_san_count != 1) {
@@ -65,8 +67,8 @@ static int choose_uri(const hb_x509_leaf *leaf, int mode, const hb_cursor **chos
         return 0;
     }
     /* Lenient (ztunnel): the first URI SAN that is a valid SPIFFE ID. */
-    size_t kept = leaf->uri_san_count < HB_X509_URI_SANS_KEPT ? leaf->uri_san_count
-                                                              : HB_X509_URI_SANS_KEPT;
+    size_t kept =
+        leaf->uri_san_count < HB_X509_URI_SANS_KEPT ? leaf->uri_san_count : HB_X509_URI_SANS_KEPT;
     for (size_t i = 0; i < kept; i++) {
         if (uri_is_printable(&leaf->uri_sans[i]) &&
             hbone_spiffe_id_validate((const char *)leaf->uri_sans[i].p, leaf->uri_sans[i].len,

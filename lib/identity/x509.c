@@ -84,8 +84,7 @@ static int parse_key_usage(hb_cursor value, hb_x509_leaf *out)
 static int parse_ext_key_usage(hb_cursor value, hb_x509_leaf *out)
 {
     hb_cursor purposes;
-    if (hb_der_read(&value, HB_DER_SEQUENCE, &purposes) < 0 || value.len != 0 ||
-        purposes.len == 0)
+    if (hb_der_read(&value, HB_DER_SEQUENCE, &purposes) < 0 || value.len != 0 || purposes.len == 0)
         return MALFORMED;
     while (purposes.len > 0) {
         hb_cursor oid;

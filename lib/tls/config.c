@@ -243,8 +243,8 @@ int hbone_config_add_trust_bundle(hbone_config *cfg, const char *trust_domain,
     WOLFSSL_CTX *ctxs[2] = {cfg->client_ctx, cfg->server_ctx};
     for (int i = 0; i < 2; i++) {
         if (wolfSSL_CTX_load_verify_buffer(ctxs[i], (const unsigned char *)bundle_pem,
-                                           (long)bundle_len, WOLFSSL_FILETYPE_PEM) !=
-            WOLFSSL_SUCCESS)
+                                           (long)bundle_len,
+                                           WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
             return hb_detail_set(&cfg->detail, HBONE_ERR_INTERNAL,
                                  "trust bundle loaded alone but not into the TLS context");
     }
@@ -265,8 +265,8 @@ int hbone_config_accept_trust_domain(hbone_config *cfg, const char *trust_domain
             memcmp(cfg->accepted_trust_domains[i], trust_domain, trust_domain_len) == 0)
             return 0;
     }
-    char **grown = hb_realloc(&cfg->mem, cfg->accepted_trust_domains,
-                              (cfg->n_accepted + 1) * sizeof(*grown));
+    char **grown =
+        hb_realloc(&cfg->mem, cfg->accepted_trust_domains, (cfg->n_accepted + 1) * sizeof(*grown));
     if (!grown)
         return HBONE_ERR_NOMEM;
     cfg->accepted_trust_domains = grown;

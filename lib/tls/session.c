@@ -25,9 +25,9 @@ struct hb_tls {
     hbone_config *cfg;
     int role;
     WOLFSSL *ssl;
-    int error;      /* sticky fatal error, 0 if none */
+    int error;         /* sticky fatal error, 0 if none */
     int pending_error; /* recorded by the verify callback, reported after */
-    int done;       /* handshake complete and checked */
+    int done;          /* handshake complete and checked */
     int peer_closed;
     hb_detail detail;
     /* Ciphertext lent by the current call. */
@@ -233,8 +233,7 @@ static int wolf_error(hb_tls *t, int ret)
  * scratch store only once they verify themselves, so an unrelated
  * certificate appended to the chain cannot lend its anchor to the leaf.
  * Returns 1 if the leaf verifies, 0 if not, negative on allocation failure. */
-static int chain_leads_to(const hb_trust_bundle *bundle, const WOLFSSL_BUFFER_INFO *certs,
-                          int n)
+static int chain_leads_to(const hb_trust_bundle *bundle, const WOLFSSL_BUFFER_INFO *certs, int n)
 {
     WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
     if (!cm)
@@ -252,9 +251,9 @@ static int chain_leads_to(const hb_trust_bundle *bundle, const WOLFSSL_BUFFER_IN
     for (int progress = 1; progress;) {
         progress = 0;
         for (int i = n - 1; i >= 1; i--) {
-            if (added[i] || wolfSSL_CertManagerVerifyBuffer(cm, certs[i].buffer,
-                                                            (long)certs[i].length,
-                                                            WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+            if (added[i] ||
+                wolfSSL_CertManagerVerifyBuffer(cm, certs[i].buffer, (long)certs[i].length,
+                                                WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
                 continue;
             if (wolfSSL_CertManagerLoadCABuffer(cm, certs[i].buffer, (long)certs[i].length,
                                                 WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS)
@@ -321,12 +320,11 @@ static int check_trust_domain_accepted(hb_tls *t)
     if (hb_config_accepts_trust_domain(t->cfg, td, td_len))
         return 0;
     size_t own_len = 0;
-    const char *own = t->cfg->identity ? hbone_spiffe_id_trust_domain(t->cfg->identity, &own_len)
-                                       : "";
+    const char *own =
+        t->cfg->identity ? hbone_spiffe_id_trust_domain(t->cfg->identity, &own_len) : "";
     return hb_detail_set(&t->detail, HBONE_ERR_ID_TRUST_DOMAIN,
                          "client %s is in trust domain %.*s, not %.*s",
-                         hbone_spiffe_id_str(t->peer_id, NULL), (int)td_len, td, (int)own_len,
-                         own);
+                         hbone_spiffe_id_str(t->peer_id, NULL), (int)td_len, td, (int)own_len, own);
 }
 
 static int check_alpn(hb_tls *t)
@@ -335,8 +333,8 @@ static int check_alpn(hb_tls *t)
     unsigned short len = 0;
     if (wolfSSL_ALPN_GetProtocol(t->ssl, &proto, &len) != WOLFSSL_SUCCESS || len != 2 ||
         memcmp(proto, ALPN_H2, 2) != 0)
-        return hb_detail_set(&t->detail, HBONE_ERR_TLS_ALPN,
-                             "%s did not negotiate ALPN \"h2\"", peer_name(t));
+        return hb_detail_set(&t->detail, HBONE_ERR_TLS_ALPN, "%s did not negotiate ALPN \"h2\"",
+                             peer_name(t));
     return 0;
 }
 
@@ -423,8 +421,8 @@ int hb_tls_new(hb_tls **out, hbone_config *cfg, int role)
     }
     /* Lead with a P-256 key share: the one group every ztunnel build accepts,
      * so no HelloRetryRequest round trip. */
-    if (role == HB_TLS_CLIENT && wolfSSL_UseKeyShare(t->ssl, WOLFSSL_ECC_SECP256R1) !=
-                                     WOLFSSL_SUCCESS) {
+    if (role == HB_TLS_CLIENT &&
+        wolfSSL_UseKeyShare(t->ssl, WOLFSSL_ECC_SECP256R1) != WOLFSSL_SUCCESS) {
         hb_tls_del(t);
         return HBONE_ERR_INTERNAL;
     }
@@ -452,8 +450,8 @@ int hb_tls_expect_peer(hb_tls *t, const hbone_spiffe_id *id)
 {
     if (!t || !id)
         return HBONE_ERR_INVALID_ARGUMENT;
-    if (t->role != HB_TLS_CLIENT || t->done || wolfSSL_is_init_finished(t->ssl) ||
-        t->out_len > 0 || t->n_expected >= MAX_EXPECTED_PEERS)
+    if (t->role != HB_TLS_CLIENT || t->done || wolfSSL_is_init_finished(t->ssl) || t->out_len > 0 ||
+        t->n_expected >= MAX_EXPECTED_PEERS)
         return HBONE_ERR_INVALID_STATE;
     hbone_spiffe_id **grown =
         hb_realloc(&t->cfg->mem, t->expected, (t->n_expected + 1) * sizeof(*grown));

@@ -11,7 +11,8 @@
 #include <wolfssl/wolfcrypt/error-crypt.h>
 
 #ifndef WOLFSSL_ALWAYS_VERIFY_CB
-#error "libhbone reads the peer leaf in the verify callback: build wolfSSL with -DWOLFSSL_ALWAYS_VERIFY_CB"
+#error                                                                                             \
+    "libhbone reads the peer leaf in the verify callback: build wolfSSL with -DWOLFSSL_ALWAYS_VERIFY_CB"
 #endif
 
 #endif /* HB_TLS_WOLFSSL_H */

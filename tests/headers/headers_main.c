@@ -10,8 +10,7 @@ int main(void)
 {
     if (hbone_version_number() != HBONE_VERSION_NUM ||
         strcmp(hbone_version_string(), HBONE_VERSION) != 0) {
-        fprintf(stderr, "header says %s, library says %s\n", HBONE_VERSION,
-                hbone_version_string());
+        fprintf(stderr, "header says %s, library says %s\n", HBONE_VERSION, hbone_version_string());
         return 1;
     }
     return 0;
