@@ -22,6 +22,7 @@
 
 #include "common/log.h"
 #include "fuzz_common.h"
+#include "identity/spiffe.h" /* struct hbone_spiffe_id, for the poison value */
 #include "identity/svid.h"
 #include "identity/x509.h"
 
