@@ -11,6 +11,7 @@
 
 #include "testlib.h"
 #include "tls/config.h"
+#include "tls/wolfssl.h"
 #include "tls_pair.h"
 
 #define ID(sa) "spiffe://cluster.local/ns/default/sa/" sa
@@ -740,6 +741,180 @@ START_TEST(server_session_cannot_expect_peers)
 }
 END_TEST
 
+
+/* --- a raw wolfSSL client, to play peers libhbone itself never is ------- */
+
+struct raw_client {
+    WOLFSSL_CTX *ctx;
+    WOLFSSL *ssl;
+    tl_queue to_server;   /* its output */
+    tl_queue from_server; /* its input */
+};
+
+static void raw_push(tl_queue *q, const void *data, size_t n)
+{
+    if (q->cap - q->len < n) {
+        q->cap = (q->len + n) * 2;
+        q->buf = realloc(q->buf, q->cap);
+        ck_assert_ptr_nonnull(q->buf);
+    }
+    memcpy(q->buf + q->len, data, n);
+    q->len += n;
+}
+
+static int raw_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    tl_queue *q = &((struct raw_client *)ctx)->from_server;
+    if (q->len == 0)
+        return WOLFSSL_CBIO_ERR_WANT_READ;
+    size_t n = (size_t)sz < q->len ? (size_t)sz : q->len;
+    memcpy(buf, q->buf, n);
+    memmove(q->buf, q->buf + n, q->len - n);
+    q->len -= n;
+    return (int)n;
+}
+
+static int raw_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    raw_push(&((struct raw_client *)ctx)->to_server, buf, (size_t)sz);
+    return sz;
+}
+
+/* A TLS 1.3 client that presents "client" if @p with_cert, offers @p alpn
+ * (NULL: no ALPN extension) and does not verify the server. */
+static void raw_client_init(struct raw_client *rc, int with_cert, const char *alpn)
+{
+    memset(rc, 0, sizeof(*rc));
+    rc->ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
+    ck_assert_ptr_nonnull(rc->ctx);
+    wolfSSL_CTX_set_verify(rc->ctx, WOLFSSL_VERIFY_NONE, NULL);
+    if (with_cert) {
+        size_t chain_len, key_len;
+        char *chain = tl_pki_read("client.chain.pem", &chain_len);
+        char *key = tl_pki_read("client.key", &key_len);
+        ck_assert_int_eq(wolfSSL_CTX_use_certificate_chain_buffer_format(
+                             rc->ctx, (unsigned char *)chain, (long)chain_len, WOLFSSL_FILETYPE_PEM),
+                         WOLFSSL_SUCCESS);
+        ck_assert_int_eq(wolfSSL_CTX_use_PrivateKey_buffer(rc->ctx, (unsigned char *)key,
+                                                           (long)key_len, WOLFSSL_FILETYPE_PEM),
+                         WOLFSSL_SUCCESS);
+        free(chain);
+        free(key);
+    }
+    rc->ssl = wolfSSL_new(rc->ctx);
+    ck_assert_ptr_nonnull(rc->ssl);
+    wolfSSL_SSLSetIORecv(rc->ssl, raw_recv);
+    wolfSSL_SSLSetIOSend(rc->ssl, raw_send);
+    wolfSSL_SetIOReadCtx(rc->ssl, rc);
+    wolfSSL_SetIOWriteCtx(rc->ssl, rc);
+    if (alpn) {
+        char list[64];
+        snprintf(list, sizeof(list), "%s", alpn);
+        ck_assert_int_eq(wolfSSL_UseALPN(rc->ssl, list, (unsigned)strlen(list),
+                                         WOLFSSL_ALPN_CONTINUE_ON_MISMATCH),
+                         WOLFSSL_SUCCESS);
+    }
+}
+
+static void raw_client_free(struct raw_client *rc)
+{
+    wolfSSL_free(rc->ssl);
+    wolfSSL_CTX_free(rc->ctx);
+    free(rc->to_server.buf);
+    free(rc->from_server.buf);
+}
+
+/* Run the raw client against a libhbone server; return the server's verdict. */
+static int raw_client_vs_server(int with_cert, const char *alpn, char *detail, size_t detail_len)
+{
+    hbone_config *scfg = tl_config("server", NULL);
+    hb_tls *server;
+    ck_assert_int_eq(hb_tls_new(&server, scfg, HB_TLS_SERVER), 0);
+    hbone_config_del(scfg);
+    struct raw_client rc;
+    raw_client_init(&rc, with_cert, alpn);
+    int verdict = HBONE_ERR_AGAIN;
+    for (int round = 0; round < 100 && verdict == HBONE_ERR_AGAIN; round++) {
+        (void)wolfSSL_negotiate(rc.ssl);
+        size_t consumed = 0;
+        verdict = hb_tls_handshake(server, rc.to_server.buf, rc.to_server.len, &consumed);
+        memmove(rc.to_server.buf, rc.to_server.buf + consumed, rc.to_server.len - consumed);
+        rc.to_server.len -= consumed;
+        size_t out_len;
+        const uint8_t *out = hb_tls_output(server, &out_len);
+        if (out_len) {
+            raw_push(&rc.from_server, out, out_len);
+            hb_tls_output_consume(server, out_len);
+        } else if (consumed == 0 && verdict == HBONE_ERR_AGAIN) {
+            break; /* nobody has anything to say */
+        }
+    }
+    snprintf(detail, detail_len, "%s", hb_tls_error_detail(server));
+    ck_assert_ptr_null(hb_tls_peer_id(server));
+    hb_tls_del(server);
+    raw_client_free(&rc);
+    return verdict;
+}
+
+START_TEST(client_without_certificate_is_refused)
+{
+    char detail[400];
+    int r = raw_client_vs_server(0, "h2", detail, sizeof(detail));
+    ck_assert_msg(r == HBONE_ERR_TLS_NO_PEER_CERT, "got %d: %s", r, detail);
+}
+END_TEST
+
+START_TEST(client_without_alpn_is_refused)
+{
+    char detail[400];
+    int r = raw_client_vs_server(1, NULL, detail, sizeof(detail));
+    ck_assert_msg(r == HBONE_ERR_TLS_ALPN, "got %d: %s", r, detail);
+    ck_assert_str_eq(detail, "client did not negotiate ALPN \"h2\"");
+}
+END_TEST
+
+START_TEST(client_offering_only_http11_is_refused)
+{
+    char detail[400];
+    int r = raw_client_vs_server(1, "http/1.1", detail, sizeof(detail));
+    ck_assert_msg(r == HBONE_ERR_TLS_ALPN, "got %d: %s", r, detail);
+}
+END_TEST
+
+START_TEST(raw_client_with_everything_right_is_accepted)
+{
+    /* The positive control for the three tests above: the same raw client,
+     * certificate and ALPN h2, completes the handshake with the server
+     * (which then waits for the client's Finished: AGAIN, not an error). */
+    char detail[400];
+    hbone_config *scfg = tl_config("server", NULL);
+    hb_tls *server;
+    ck_assert_int_eq(hb_tls_new(&server, scfg, HB_TLS_SERVER), 0);
+    hbone_config_del(scfg);
+    struct raw_client rc;
+    raw_client_init(&rc, 1, "h2");
+    int verdict = HBONE_ERR_AGAIN, client_ok = 0;
+    for (int round = 0; round < 100 && verdict == HBONE_ERR_AGAIN; round++) {
+        client_ok = wolfSSL_negotiate(rc.ssl) == WOLFSSL_SUCCESS;
+        size_t consumed = 0, out_len;
+        verdict = hb_tls_handshake(server, rc.to_server.buf, rc.to_server.len, &consumed);
+        memmove(rc.to_server.buf, rc.to_server.buf + consumed, rc.to_server.len - consumed);
+        rc.to_server.len -= consumed;
+        const uint8_t *out = hb_tls_output(server, &out_len);
+        raw_push(&rc.from_server, out, out_len);
+        hb_tls_output_consume(server, out_len);
+    }
+    snprintf(detail, sizeof(detail), "%s", hb_tls_error_detail(server));
+    ck_assert_msg(verdict == 0 && client_ok, "verdict %d: %s", verdict, detail);
+    ck_assert_str_eq(hbone_spiffe_id_str(hb_tls_peer_id(server), NULL),
+                     "spiffe://cluster.local/ns/default/sa/client");
+    hb_tls_del(server);
+    raw_client_free(&rc);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("handshake");
@@ -757,6 +932,10 @@ int main(void)
     tcase_add_test(hostile, plaintext_http_is_refused);
     tcase_add_test(hostile, client_needs_an_expected_identity);
     tcase_add_test(hostile, server_session_cannot_expect_peers);
+    tcase_add_test(hostile, client_without_certificate_is_refused);
+    tcase_add_test(hostile, client_without_alpn_is_refused);
+    tcase_add_test(hostile, client_offering_only_http11_is_refused);
+    tcase_add_test(hostile, raw_client_with_everything_right_is_accepted);
     suite_add_tcase(s, hostile);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
