@@ -753,6 +753,8 @@ struct raw_client {
 
 static void raw_push(tl_queue *q, const void *data, size_t n)
 {
+    if (n == 0)
+        return;
     if (q->cap - q->len < n) {
         q->cap = (q->len + n) * 2;
         q->buf = realloc(q->buf, q->cap);
@@ -840,8 +842,10 @@ static int raw_client_vs_server(int with_cert, const char *alpn, char *detail, s
         (void)wolfSSL_negotiate(rc.ssl);
         size_t consumed = 0;
         verdict = hb_tls_handshake(server, rc.to_server.buf, rc.to_server.len, &consumed);
-        memmove(rc.to_server.buf, rc.to_server.buf + consumed, rc.to_server.len - consumed);
-        rc.to_server.len -= consumed;
+        if (consumed) {
+            memmove(rc.to_server.buf, rc.to_server.buf + consumed, rc.to_server.len - consumed);
+            rc.to_server.len -= consumed;
+        }
         size_t out_len;
         const uint8_t *out = hb_tls_output(server, &out_len);
         if (out_len) {
@@ -900,8 +904,10 @@ START_TEST(raw_client_with_everything_right_is_accepted)
         client_ok = wolfSSL_negotiate(rc.ssl) == WOLFSSL_SUCCESS;
         size_t consumed = 0, out_len;
         verdict = hb_tls_handshake(server, rc.to_server.buf, rc.to_server.len, &consumed);
-        memmove(rc.to_server.buf, rc.to_server.buf + consumed, rc.to_server.len - consumed);
-        rc.to_server.len -= consumed;
+        if (consumed) {
+            memmove(rc.to_server.buf, rc.to_server.buf + consumed, rc.to_server.len - consumed);
+            rc.to_server.len -= consumed;
+        }
         const uint8_t *out = hb_tls_output(server, &out_len);
         raw_push(&rc.from_server, out, out_len);
         hb_tls_output_consume(server, out_len);

@@ -9,6 +9,8 @@
 
 static void q_push(tl_queue *q, const uint8_t *data, size_t n)
 {
+    if (n == 0)
+        return;
     if (q->cap - q->len < n) {
         size_t cap = q->cap ? q->cap : 4096;
         while (cap - q->len < n)
@@ -24,6 +26,8 @@ static void q_push(tl_queue *q, const uint8_t *data, size_t n)
 static void q_pop(tl_queue *q, size_t n)
 {
     ck_assert_uint_le(n, q->len);
+    if (n == 0)
+        return;
     memmove(q->buf, q->buf + n, q->len - n);
     q->len -= n;
 }
