@@ -54,6 +54,7 @@ extern "C" {
 #define HBONE_ERR_TLS_ALERT -309              /* the peer aborted the handshake with an alert */
 #define HBONE_ERR_TLS_RECORD -310             /* malformed or undecryptable TLS record */
 #define HBONE_ERR_TLS_CHAIN_TOO_LONG -311     /* the chain exceeds the depth limit */
+#define HBONE_ERR_TLS_MESSAGE_TOO_LARGE -312 /* a handshake message over the size limit */
 
 /* identity: SPIFFE ID syntax */
 #define HBONE_ERR_SPIFFE_SCHEME -401 /* does not start with "spiffe://" */

@@ -29,6 +29,7 @@ static const struct error_text error_texts[] = {
     {HBONE_ERR_TLS_ALERT, "peer sent a TLS alert"},
     {HBONE_ERR_TLS_RECORD, "malformed TLS record"},
     {HBONE_ERR_TLS_CHAIN_TOO_LONG, "peer certificate chain too long"},
+    {HBONE_ERR_TLS_MESSAGE_TOO_LARGE, "peer sent a handshake message that is too large"},
     {HBONE_ERR_SPIFFE_SCHEME, "SPIFFE ID does not start with spiffe://"},
     {HBONE_ERR_SPIFFE_TRUST_DOMAIN_EMPTY, "SPIFFE ID has an empty trust domain"},
     {HBONE_ERR_SPIFFE_TRUST_DOMAIN_CHAR, "SPIFFE trust domain has a character outside [a-z0-9._-]"},

@@ -205,6 +205,9 @@ static int wolf_error(hb_tls *t, int ret)
     case MAX_CHAIN_ERROR:
         code = HBONE_ERR_TLS_CHAIN_TOO_LONG;
         break;
+    case HANDSHAKE_SIZE_ERROR:
+        code = HBONE_ERR_TLS_MESSAGE_TOO_LARGE;
+        break;
     case VERIFY_MAC_ERROR:
     case AES_GCM_AUTH_E:
     case DECRYPT_ERROR:

@@ -345,6 +345,9 @@ static const struct handshake_case cases[] = {
      0,
      "chain too long",
      NULL},
+    /* wolfSSL caps a handshake message at 32 KB; no alert is sent. */
+    {"40 KB server certificate", "client", "huge", NULL, 1, 1, 0, 0, NULL, {ID("huge")},
+     HBONE_ERR_TLS_MESSAGE_TOO_LARGE, 0, "too large", NULL},
     /* leaves that are not X.509-SVIDs */
     {"server leaf is a CA",
      "client",
