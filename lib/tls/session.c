@@ -18,8 +18,9 @@
 #define OUTPUT_KEEP_IDLE 4096
 /* Expected peer identities a client may list (ztunnel passes a handful). */
 #define MAX_EXPECTED_PEERS 64
-/* wolfSSL stops at MAX_CHAIN_DEPTH (9) certificates before we see them. */
-#define MAX_CHAIN_CERTS 16
+/* The longest chain a peer may present (leaf + intermediates). Istio sends
+ * 2-3; wolfSSL's own limit differs between builds, so ours is explicit. */
+#define MAX_CHAIN_CERTS 8
 
 struct hb_tls {
     hbone_config *cfg;
@@ -135,25 +136,45 @@ static const char *peer_name(const hb_tls *t)
     return t->role == HB_TLS_SERVER ? "client" : "server";
 }
 
-/* Turn a chain verification error from wolfSSL into ours, with detail. */
+/* OpenSSL's X509_V_ERR numbers, which wolfSSL's compatibility layer puts in
+ * the store; defined here because lean builds do not declare them. */
+#define X509_ERR_UNABLE_TO_GET_ISSUER_CERT 2
+#define X509_ERR_CERT_NOT_YET_VALID 9
+#define X509_ERR_CERT_HAS_EXPIRED 10
+#define X509_ERR_IN_CERT_NOT_BEFORE_FIELD 13
+#define X509_ERR_IN_CERT_NOT_AFTER_FIELD 14
+#define X509_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY 20
+#define X509_ERR_CERT_CHAIN_TOO_LONG 22
+
+/* Turn a chain verification error from wolfSSL into ours, with detail.
+ * wolfSSL builds with OPENSSL_COMPATIBLE_DEFAULTS (Debian's) report
+ * OpenSSL's X509_V_ERR numbers in the store instead of their own codes, so
+ * both spellings are mapped. */
 static int chain_error(hb_tls *t, int wolf_err, int depth)
 {
     int code;
     const char *what;
     switch (wolf_err) {
     case ASN_AFTER_DATE_E:
+    case X509_ERR_CERT_HAS_EXPIRED:
+    case X509_ERR_IN_CERT_NOT_AFTER_FIELD:
         code = HBONE_ERR_TLS_CERT_EXPIRED;
         what = "has expired";
         break;
     case ASN_BEFORE_DATE_E:
+    case X509_ERR_CERT_NOT_YET_VALID:
+    case X509_ERR_IN_CERT_NOT_BEFORE_FIELD:
         code = HBONE_ERR_TLS_CERT_NOT_YET_VALID;
         what = "is not valid yet";
         break;
     case ASN_NO_SIGNER_E:
+    case X509_ERR_UNABLE_TO_GET_ISSUER_CERT_LOCALLY:
+    case X509_ERR_UNABLE_TO_GET_ISSUER_CERT:
         code = HBONE_ERR_TLS_CERT_UNTRUSTED;
         what = "does not chain to any trust bundle";
         break;
     case MAX_CHAIN_ERROR:
+    case X509_ERR_CERT_CHAIN_TOO_LONG:
         code = HBONE_ERR_TLS_CHAIN_TOO_LONG;
         what = "chain is longer than allowed";
         break;
@@ -369,6 +390,12 @@ int hb_tls_verify_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
     hb_tls *t = store ? store->userCtx : NULL;
     if (!t)
         return 0;
+    if (store->totalCerts > MAX_CHAIN_CERTS) {
+        t->pending_error = hb_detail_set(&t->detail, HBONE_ERR_TLS_CHAIN_TOO_LONG,
+                                         "%s chain too long: %d certificates, at most %d are accepted",
+                                         peer_name(t), store->totalCerts, MAX_CHAIN_CERTS);
+        return 0;
+    }
     /* Never return nonzero for a failed check: that would override it. */
     if (!preverify) {
         t->pending_error = chain_error(t, store->error, store->error_depth);
