@@ -68,11 +68,3 @@ char *hb_strndup(const hb_mem *mem, const char *s, size_t len)
     copy[len] = '\0';
     return copy;
 }
-
-void hb_wipe(void *ptr, size_t len)
-{
-    /* A volatile pointer keeps the compiler from eliding the stores. */
-    volatile unsigned char *p = ptr;
-    while (len--)
-        *p++ = 0;
-}

@@ -52,7 +52,4 @@ static inline void hb_free(const hb_mem *mem, void *ptr)
 /* Copy @p len bytes into a new NUL-terminated allocation. */
 char *hb_strndup(const hb_mem *mem, const char *s, size_t len);
 
-/* Overwrite secrets so they do not linger in freed memory. */
-void hb_wipe(void *ptr, size_t len);
-
 #endif /* HB_COMMON_MEM_H */

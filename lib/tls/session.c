@@ -80,8 +80,12 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     (void)ssl;
     hb_tls *t = ctx;
     size_t n = (size_t)sz;
-    if (t->out_off == t->out_len) /* drained: reuse from the start */
-        t->out_off = t->out_len = 0;
+    if (t->out_cap - t->out_len < n && t->out_off > 0) {
+        /* Reuse the space the caller already drained before growing. */
+        memmove(t->out, t->out + t->out_off, t->out_len - t->out_off);
+        t->out_len -= t->out_off;
+        t->out_off = 0;
+    }
     if (t->out_cap - t->out_len < n) {
         size_t cap = t->out_cap ? t->out_cap : 4096;
         while (cap - t->out_len < n)
@@ -371,6 +375,7 @@ static int check_peer(hb_tls *t, const WOLFSSL_BUFFER_INFO *certs, int n)
     hbone_spiffe_id_del(t->peer_id);
     t->peer_id = NULL;
     hb_detail svid_detail;
+    hb_detail_clear(&svid_detail);
     r = hb_svid_check(certs[0].buffer, certs[0].length, t->cfg->svid_mode, &t->peer_id,
                       &t->cfg->mem, &svid_detail);
     if (r < 0)
@@ -390,10 +395,13 @@ int hb_tls_verify_callback(int preverify, WOLFSSL_X509_STORE_CTX *store)
     hb_tls *t = store ? store->userCtx : NULL;
     if (!t)
         return 0;
+    if (t->pending_error) /* the first failure is the one to report */
+        return 0;
     if (store->totalCerts > MAX_CHAIN_CERTS) {
-        t->pending_error = hb_detail_set(&t->detail, HBONE_ERR_TLS_CHAIN_TOO_LONG,
-                                         "%s chain too long: %d certificates, at most %d are accepted",
-                                         peer_name(t), store->totalCerts, MAX_CHAIN_CERTS);
+        t->pending_error =
+            hb_detail_set(&t->detail, HBONE_ERR_TLS_CHAIN_TOO_LONG,
+                          "%s chain too long: %d certificates, at most %d are accepted",
+                          peer_name(t), store->totalCerts, MAX_CHAIN_CERTS);
         return 0;
     }
     /* Never return nonzero for a failed check: that would override it. */
