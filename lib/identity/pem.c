@@ -56,9 +56,11 @@ static int base64_decode(const char *in, size_t len, uint8_t *out, size_t *out_l
             out[n++] = (uint8_t)(acc >> bits);
         }
     }
-    /* Leftover bits must be fewer than a byte, zero, and match the padding. */
-    if (pad > 2 || (bits == 0 && pad != 0) || (bits == 4 && pad != 2) || (bits == 2 && pad != 1) ||
-        (acc & ((1u << bits) - 1)) != 0 || n == 0)
+    /* Leftover bits must be fewer than a byte, zero, and match the padding:
+     * 2 characters carry one byte (4 spare bits, "=="), 3 carry two bytes (2
+     * spare bits, "="). A lone character (6 bits) is never valid. */
+    if (pad > 2 || bits == 6 || (bits == 0 && pad != 0) || (bits == 4 && pad != 2) ||
+        (bits == 2 && pad != 1) || (acc & ((1u << bits) - 1)) != 0 || n == 0)
         return HBONE_ERR_PEM;
     *out_len = n;
     return 0;

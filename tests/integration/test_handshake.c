@@ -569,9 +569,5 @@ int main(void)
     tcase_add_test(hostile, client_offering_only_http11_is_refused);
     tcase_add_test(hostile, raw_client_with_everything_right_is_accepted);
     suite_add_tcase(s, hostile);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tl_run_suite(s);
 }

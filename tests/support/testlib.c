@@ -107,3 +107,69 @@ hbone_spiffe_id *tl_id(const char *str)
     ck_assert_msg(r == 0, "%s: %s", str, hbone_strerror(r));
     return id;
 }
+
+static int count_allowed(tl_counting *c)
+{
+    c->attempts++;
+    if (c->budget == 0)
+        return 0;
+    if (c->budget > 0)
+        c->budget--;
+    return 1;
+}
+
+static void *count_result(tl_counting *c, void *p)
+{
+    if (p)
+        c->allocs++;
+    return p;
+}
+
+/* Sizes of 0 are bumped to 1 so that every success is a real pointer. */
+static void *count_malloc(size_t size, void *user_data)
+{
+    tl_counting *c = user_data;
+    return count_allowed(c) ? count_result(c, malloc(size ? size : 1)) : NULL;
+}
+
+static void *count_calloc(size_t nmemb, size_t size, void *user_data)
+{
+    tl_counting *c = user_data;
+    return count_allowed(c) ? count_result(c, calloc(nmemb ? nmemb : 1, size ? size : 1)) : NULL;
+}
+
+static void *count_realloc(void *ptr, size_t size, void *user_data)
+{
+    tl_counting *c = user_data;
+    if (!count_allowed(c))
+        return NULL;
+    void *p = realloc(ptr, size ? size : 1);
+    return ptr ? p : count_result(c, p);
+}
+
+static void count_free(void *ptr, void *user_data)
+{
+    tl_counting *c = user_data;
+    ck_assert_ptr_nonnull(ptr);
+    c->frees++;
+    free(ptr);
+}
+
+hbone_mem *tl_counting_mem(tl_counting *c, long budget)
+{
+    memset(c, 0, sizeof(*c));
+    c->budget = budget;
+    hbone_mem *mem = NULL;
+    ck_assert_int_eq(hbone_mem_new(&mem, count_malloc, count_free, count_calloc, count_realloc, c),
+                     0);
+    return mem;
+}
+
+int tl_run_suite(Suite *suite)
+{
+    SRunner *sr = srunner_create(suite);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <check.h>
+
 #include <hbone/hbone.h>
 
 /* Directory of the generated test PKI (tests/support/gen-pki.sh runs on
@@ -26,5 +28,21 @@ hbone_config *tl_config(const char *leaf, const char *const *extra_bundles);
 
 /* Parse a SPIFFE ID or abort the test. */
 hbone_spiffe_id *tl_id(const char *str);
+
+/* An allocator that counts, and fails once @p budget allocations were made
+ * (budget < 0: never fails). Every test that takes an hbone_mem uses it to
+ * prove allocations balance and that each failure is handled. */
+typedef struct tl_counting {
+    long budget;   /* allocations still allowed; < 0 means unlimited */
+    long attempts; /* allocation calls, failed ones included */
+    long allocs;   /* successful allocations (realloc of NULL included) */
+    long frees;
+} tl_counting;
+
+/* Reset @p c and return an allocator over it (free with hbone_mem_del). */
+hbone_mem *tl_counting_mem(tl_counting *c, long budget);
+
+/* Run @p suite and return the process exit status. */
+int tl_run_suite(Suite *suite);
 
 #endif /* HB_TESTLIB_H */

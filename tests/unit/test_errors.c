@@ -6,6 +6,8 @@
 
 #include <hbone/hbone.h>
 
+#include "testlib.h"
+
 #include "common/log.h"
 
 static const int all_codes[] = {
@@ -172,9 +174,5 @@ int main(void)
     tcase_add_test(tc, detail_returns_its_code);
     tcase_add_test(tc, mem_new_rejects_missing_functions);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tl_run_suite(s);
 }
