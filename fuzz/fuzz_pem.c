@@ -152,9 +152,9 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         }
         /* The block lies in [before, pos) and ends with the END line. */
         FUZZ_CHECK(pos > before && pos <= size);
-        FUZZ_CHECK(pos - before >= sizeof(begin_line) - 1 + sizeof(end_line) - 1);
-        FUZZ_CHECK(memcmp(text + pos - (sizeof(end_line) - 1), end_line,
-                          sizeof(end_line) - 1) == 0);
+        size_t end_len = sizeof(end_line) - 1;
+        FUZZ_CHECK(pos - before >= sizeof(begin_line) - 1 + end_len);
+        FUZZ_CHECK(memcmp(text + pos - end_len, end_line, end_len) == 0);
         FUZZ_CHECK(der != NULL && der_len > 0);
         const char *body;
         size_t body_len;

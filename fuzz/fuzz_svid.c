@@ -4,8 +4,8 @@
  * der.c, svid.c). The input is one certificate as a TLS peer would send it.
  *
  * Invariants, besides "no crash, no leak":
- *  - hb_x509_parse_leaf keeps at most HB_X509_URI_SANS_KEPT URI SANs, each
- *    pointing inside the input, and its flags are self-consistent;
+ *  - hb_x509_parse_leaf counts as many URI SANs as hb_x509_next_uri walks,
+ *    each pointing inside the input, and its flags are self-consistent;
  *  - a certificate the leaf parser rejects is rejected as SVID_MALFORMED;
  *  - strict success implies lenient success with the same ID;
  *  - a returned ID is a valid SPIFFE ID taken verbatim from a URI SAN;
@@ -28,12 +28,6 @@
 
 /* Stored into out-parameters before a call, to see that failures reset them. */
 static hbone_spiffe_id poison;
-
-static size_t kept_uris(const hb_x509_leaf *leaf)
-{
-    return leaf->uri_san_count < HB_X509_URI_SANS_KEPT ? leaf->uri_san_count
-                                                       : HB_X509_URI_SANS_KEPT;
-}
 
 static int within(const hb_cursor *c, const uint8_t *data, size_t size)
 {
@@ -65,8 +59,13 @@ static int id_equals_uri(const hbone_spiffe_id *id, const hb_cursor *uri)
 
 static void check_leaf(const hb_x509_leaf *leaf, const uint8_t *data, size_t size)
 {
-    for (size_t i = 0; i < kept_uris(leaf); i++)
-        FUZZ_CHECK(within(&leaf->uri_sans[i], data, size));
+    hb_cursor names = leaf->general_names, uri;
+    size_t walked = 0;
+    while (hb_x509_next_uri(&names, &uri)) {
+        FUZZ_CHECK(within(&uri, data, size));
+        walked++;
+    }
+    FUZZ_CHECK(walked == leaf->uri_san_count);
     /* Flags can only be set by the extension that carries them. */
     FUZZ_CHECK(!leaf->is_ca || leaf->has_basic_constraints);
     FUZZ_CHECK(leaf->has_key_usage || leaf->key_usage == 0);
@@ -87,18 +86,29 @@ static int eku_ok(const hb_x509_leaf *leaf)
     return !leaf->has_ext_key_usage || (leaf->eku_server_auth && leaf->eku_client_auth);
 }
 
-/* The URI SAN @p mode must pick, or NULL if there is none. */
-static const hb_cursor *expected_uri(const hb_x509_leaf *leaf, int mode)
+/* The first URI SAN of the leaf (the leaf has at least one). */
+static hb_cursor first_uri(const hb_x509_leaf *leaf)
 {
-    if (mode == HBONE_SVID_STRICT)
-        return leaf->uri_san_count == 1 && uri_is_identity(&leaf->uri_sans[0])
-                   ? &leaf->uri_sans[0]
-                   : NULL;
-    for (size_t i = 0; i < kept_uris(leaf); i++) {
-        if (uri_is_identity(&leaf->uri_sans[i]))
-            return &leaf->uri_sans[i];
+    hb_cursor names = leaf->general_names, uri = {NULL, 0};
+    FUZZ_CHECK(hb_x509_next_uri(&names, &uri) == 1);
+    return uri;
+}
+
+/* The URI SAN @p mode must pick into *uri; 0 if there is none. */
+static int expected_uri(const hb_x509_leaf *leaf, int mode, hb_cursor *uri)
+{
+    if (mode == HBONE_SVID_STRICT) {
+        if (leaf->uri_san_count != 1)
+            return 0;
+        *uri = first_uri(leaf);
+        return uri_is_identity(uri);
     }
-    return NULL;
+    hb_cursor names = leaf->general_names;
+    while (hb_x509_next_uri(&names, uri)) {
+        if (uri_is_identity(uri))
+            return 1;
+    }
+    return 0;
 }
 
 /*
@@ -107,21 +117,23 @@ static const hb_cursor *expected_uri(const hb_x509_leaf *leaf, int mode)
  */
 static void check_verdict(const hb_x509_leaf *leaf, int mode, int r, const hbone_spiffe_id *id)
 {
-    const hb_cursor *uri = expected_uri(leaf, mode);
+    hb_cursor uri;
+    int has_uri = expected_uri(leaf, mode, &uri);
     switch (r) {
     case 0:
-        FUZZ_CHECK(uri && !leaf->is_ca && key_usage_ok(leaf) && eku_ok(leaf));
-        FUZZ_CHECK(id && id_equals_uri(id, uri));
+        FUZZ_CHECK(has_uri && !leaf->is_ca && key_usage_ok(leaf) && eku_ok(leaf));
+        FUZZ_CHECK(id && id_equals_uri(id, &uri));
         break;
     case HBONE_ERR_SVID_NO_URI_SAN:
-        FUZZ_CHECK(leaf->uri_san_count == 0 || (mode == HBONE_SVID_LENIENT && !uri));
+        FUZZ_CHECK(leaf->uri_san_count == 0 || (mode == HBONE_SVID_LENIENT && !has_uri));
         break;
     case HBONE_ERR_SVID_MULTIPLE_URI_SANS:
         FUZZ_CHECK(mode == HBONE_SVID_STRICT && leaf->uri_san_count > 1);
         break;
     case HBONE_ERR_SVID_URI_INVALID:
-        FUZZ_CHECK(mode == HBONE_SVID_STRICT && leaf->uri_san_count == 1 &&
-                   !uri_printable(&leaf->uri_sans[0]));
+        FUZZ_CHECK(mode == HBONE_SVID_STRICT && leaf->uri_san_count == 1);
+        uri = first_uri(leaf);
+        FUZZ_CHECK(!uri_printable(&uri));
         break;
     case HBONE_ERR_SVID_CA:
         FUZZ_CHECK(leaf->is_ca);
@@ -136,9 +148,9 @@ static void check_verdict(const hb_x509_leaf *leaf, int mode, int r, const hbone
         /* Only strict mode reports why its single URI SAN is not an ID. */
         FUZZ_CHECK(r <= HBONE_ERR_SPIFFE_SCHEME && r >= HBONE_ERR_SPIFFE_TOO_LONG);
         FUZZ_CHECK(mode == HBONE_SVID_STRICT && leaf->uri_san_count == 1);
-        FUZZ_CHECK(uri_printable(&leaf->uri_sans[0]));
-        FUZZ_CHECK(hbone_spiffe_id_validate((const char *)leaf->uri_sans[0].p,
-                                            leaf->uri_sans[0].len, NULL) == r);
+        uri = first_uri(leaf);
+        FUZZ_CHECK(uri_printable(&uri));
+        FUZZ_CHECK(hbone_spiffe_id_validate((const char *)uri.p, uri.len, NULL) == r);
     }
     if (r != 0)
         FUZZ_CHECK(id == NULL);
@@ -214,9 +226,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 
     /* An unknown mode is a usage error, never a verdict on the certificate. */
     hbone_spiffe_id *id = &poison;
-    FUZZ_CHECK(hbone_svid_check_der(data, size, 2, &id, fuzz_mem()) ==
-                   HBONE_ERR_INVALID_ARGUMENT &&
-               id == NULL);
+    int bad_mode = hbone_svid_check_der(data, size, 2, &id, fuzz_mem());
+    FUZZ_CHECK(bad_mode == HBONE_ERR_INVALID_ARGUMENT && id == NULL);
 
     fuzz_mem_end();
     return 0;

@@ -106,8 +106,7 @@ static int replay_dir(const char *dir)
         struct stat st;
         /* Only regular files: a corpus has no subdirectories worth reading,
          * and a stray FIFO must not hang the test. */
-        if (rc == 0 && stat(names[i], &st) == 0 && S_ISREG(st.st_mode) &&
-            replay_file(names[i]) < 0)
+        if (rc == 0 && stat(names[i], &st) == 0 && S_ISREG(st.st_mode) && replay_file(names[i]) < 0)
             rc = -1;
         free(names[i]);
     }

@@ -42,9 +42,8 @@ static int check_uri(const hb_cursor *uri, hb_detail *detail)
     return r;
 }
 
-/* Pick the identity URI by @p mode; returns 0 with *chosen set, or an error. */
-static int choose_uri(const hb_x509_leaf *leaf, int mode, const hb_cursor **chosen,
-                      hb_detail *detail)
+/* Pick the identity URI by @p mode into *chosen, or return an error. */
+static int choose_uri(const hb_x509_leaf *leaf, int mode, hb_cursor *chosen, hb_detail *detail)
 {
     if (leaf->uri_san_count == 0) {
         return fail(detail, HBONE_ERR_SVID_NO_URI_SAN,
@@ -52,6 +51,7 @@ static int choose_uri(const hb_x509_leaf *leaf, int mode, const hb_cursor **chos
                         ? "has DNS SANs but no URI SAN (DNS names are never identities)"
                         : "has no URI SAN");
     }
+    hb_cursor names = leaf->general_names;
     if (mode == HBONE_SVID_STRICT) {
         if (leaf->uri_san_count != 1) {
             if (detail)
@@ -60,22 +60,14 @@ static int choose_uri(const hb_x509_leaf *leaf, int mode, const hb_cursor **chos
                               leaf->uri_san_count);
             return HBONE_ERR_SVID_MULTIPLE_URI_SANS;
         }
-        int r = check_uri(&leaf->uri_sans[0], detail);
-        if (r < 0)
-            return r;
-        *chosen = &leaf->uri_sans[0];
-        return 0;
+        (void)hb_x509_next_uri(&names, chosen);
+        return check_uri(chosen, detail);
     }
     /* Lenient (ztunnel): the first URI SAN that is a valid SPIFFE ID. */
-    size_t kept =
-        leaf->uri_san_count < HB_X509_URI_SANS_KEPT ? leaf->uri_san_count : HB_X509_URI_SANS_KEPT;
-    for (size_t i = 0; i < kept; i++) {
-        if (uri_is_printable(&leaf->uri_sans[i]) &&
-            hbone_spiffe_id_validate((const char *)leaf->uri_sans[i].p, leaf->uri_sans[i].len,
-                                     NULL) == 0) {
-            *chosen = &leaf->uri_sans[i];
+    while (hb_x509_next_uri(&names, chosen)) {
+        if (uri_is_printable(chosen) &&
+            hbone_spiffe_id_validate((const char *)chosen->p, chosen->len, NULL) == 0)
             return 0;
-        }
     }
     return fail(detail, HBONE_ERR_SVID_NO_URI_SAN, "has no URI SAN that is a valid SPIFFE ID");
 }
@@ -90,7 +82,7 @@ int hb_svid_check(const uint8_t *der, size_t len, int mode, hbone_spiffe_id **id
     hb_x509_leaf leaf;
     if (hb_x509_parse_leaf(der, len, &leaf) < 0)
         return fail(detail, HBONE_ERR_SVID_MALFORMED, "is not valid DER X.509");
-    const hb_cursor *uri = NULL;
+    hb_cursor uri;
     int r = choose_uri(&leaf, mode, &uri, detail);
     if (r < 0)
         return r;
@@ -109,7 +101,7 @@ int hb_svid_check(const uint8_t *der, size_t len, int mode, hbone_spiffe_id **id
                                            : "extendedKeyUsage lacks serverAuth and clientAuth");
     }
     if (id_out) {
-        r = hbone_spiffe_id_parse(id_out, (const char *)uri->p, uri->len, mem);
+        r = hbone_spiffe_id_parse(id_out, (const char *)uri.p, uri.len, mem);
         if (r < 0)
             return r;
     }

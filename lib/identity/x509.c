@@ -25,18 +25,26 @@ static int parse_san(hb_cursor value, hb_x509_leaf *out)
     hb_cursor names;
     if (hb_der_read(&value, HB_DER_SEQUENCE, &names) < 0 || value.len != 0 || names.len == 0)
         return MALFORMED;
+    out->general_names = names;
     while (names.len > 0) {
         uint8_t tag;
         hb_cursor name;
         if (hb_der_read_any(&names, &tag, &name) < 0)
             return MALFORMED;
-        if (tag == GENERAL_NAME_URI) {
-            if (out->uri_san_count < HB_X509_URI_SANS_KEPT)
-                out->uri_sans[out->uri_san_count] = name;
-            out->uri_san_count++;
-        } else if (tag == GENERAL_NAME_DNS) {
-            out->dns_san_count++;
-        }
+        out->uri_san_count += tag == GENERAL_NAME_URI;
+        out->dns_san_count += tag == GENERAL_NAME_DNS;
+    }
+    return 0;
+}
+
+int hb_x509_next_uri(hb_cursor *names, hb_cursor *uri)
+{
+    while (names->len > 0) {
+        uint8_t tag;
+        if (hb_der_read_any(names, &tag, uri) < 0)
+            return 0; /* cannot happen on validated names; stop rather than loop */
+        if (tag == GENERAL_NAME_URI)
+            return 1;
     }
     return 0;
 }
@@ -68,6 +76,9 @@ static int parse_key_usage(hb_cursor value, hb_x509_leaf *out)
     uint8_t unused;
     if (hb_der_read(&value, HB_DER_BIT_STRING, &bits) < 0 || value.len != 0 ||
         hb_cursor_u8(&bits, &unused) < 0 || unused > 7 || bits.len == 0 || bits.len > 2)
+        return MALFORMED;
+    /* DER: the unused trailing bits are zero. */
+    if (bits.p[bits.len - 1] & ((1u << unused) - 1))
         return MALFORMED;
     unsigned usage = 0;
     for (size_t byte = 0; byte < bits.len; byte++) {

@@ -18,9 +18,6 @@
 #define HB_KU_KEY_CERT_SIGN (1u << 5)
 #define HB_KU_CRL_SIGN (1u << 6)
 
-/* How many URI SANs are kept; more are counted, not stored. */
-#define HB_X509_URI_SANS_KEPT 4
-
 typedef struct hb_x509_leaf {
     int has_basic_constraints;
     int is_ca;
@@ -30,13 +27,19 @@ typedef struct hb_x509_leaf {
     int eku_server_auth;
     int eku_client_auth;
     size_t uri_san_count;
-    hb_cursor uri_sans[HB_X509_URI_SANS_KEPT]; /* point into the DER */
     size_t dns_san_count;
+    /* The GeneralNames of the SAN extension (empty if none), pointing into
+     * the DER and already validated: walk them with hb_x509_next_uri(). */
+    hb_cursor general_names;
 } hb_x509_leaf;
 
 /* Parse @p der (a whole Certificate). Returns 0 or HBONE_ERR_SVID_MALFORMED:
  * bad DER, trailing bytes, a duplicated extension, or a malformed value in
  * one of the extensions above. */
 int hb_x509_parse_leaf(const uint8_t *der, size_t len, hb_x509_leaf *out);
+
+/* Take the next URI SAN off @p names (a copy of leaf->general_names).
+ * Returns 1 with *uri set to its bytes, or 0 when no URI SAN remains. */
+int hb_x509_next_uri(hb_cursor *names, hb_cursor *uri);
 
 #endif /* HB_IDENTITY_X509_H */
