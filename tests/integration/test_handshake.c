@@ -547,6 +547,116 @@ START_TEST(raw_client_with_everything_right_is_accepted)
 }
 END_TEST
 
+/* --- what goes on the wire ------------------------------------------------ */
+
+struct hello_extension {
+    unsigned type;
+    const uint8_t *data;
+    size_t len;
+};
+
+/* Split the client's first flight (one record holding the ClientHello) into
+ * its extensions. Returns how many were found. */
+static size_t client_hello_extensions(const uint8_t *rec, size_t len, struct hello_extension *ext,
+                                      size_t max)
+{
+    ck_assert_uint_ge(len, 5 + 4 + 2 + 32 + 1);
+    ck_assert_uint_eq(rec[0], 0x16); /* handshake record */
+    ck_assert_uint_eq(rec[5], 0x01); /* ClientHello */
+    size_t off = 5 + 4 + 2 + 32;
+    off += 1 + rec[off];                               /* legacy session id */
+    off += 2 + ((size_t)rec[off] << 8 | rec[off + 1]); /* cipher suites */
+    off += 1 + rec[off];                               /* compression methods */
+    size_t end = off + 2 + ((size_t)rec[off] << 8 | rec[off + 1]);
+    ck_assert_uint_le(end, len);
+    off += 2;
+    size_t n = 0;
+    while (off + 4 <= end && n < max) {
+        ext[n].type = (unsigned)rec[off] << 8 | rec[off + 1];
+        ext[n].len = (size_t)rec[off + 2] << 8 | rec[off + 3];
+        ext[n].data = rec + off + 4;
+        ck_assert_uint_le(off + 4 + ext[n].len, end);
+        off += 4 + ext[n].len;
+        n++;
+    }
+    ck_assert_uint_eq(off, end);
+    return n;
+}
+
+static const struct hello_extension *find_extension(const struct hello_extension *ext, size_t n,
+                                                    unsigned type)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (ext[i].type == type)
+            return &ext[i];
+    }
+    return NULL;
+}
+
+START_TEST(client_hello_offers_exactly_what_hbone_needs)
+{
+    hbone_config *ccfg = tl_config("client", NULL);
+    hb_tls *client;
+    ck_assert_int_eq(hb_tls_new(&client, ccfg, HB_TLS_CLIENT), 0);
+    hbone_config_del(ccfg);
+    hbone_spiffe_id *id = tl_id(ID("server"));
+    ck_assert_int_eq(hb_tls_expect_peer(client, id), 0);
+    hbone_spiffe_id_del(id);
+    size_t consumed, len;
+    ck_assert_int_eq(hb_tls_handshake(client, NULL, 0, &consumed), HBONE_ERR_AGAIN);
+    const uint8_t *hello = hb_tls_output(client, &len);
+    struct hello_extension ext[32];
+    size_t n = client_hello_extensions(hello, len, ext, 32);
+
+    /* ALPN: exactly "h2". */
+    const struct hello_extension *alpn = find_extension(ext, n, 16);
+    ck_assert_ptr_nonnull(alpn);
+    static const uint8_t h2_only[] = {0x00, 0x03, 0x02, 'h', '2'};
+    ck_assert_uint_eq(alpn->len, sizeof(h2_only));
+    ck_assert_int_eq(memcmp(alpn->data, h2_only, sizeof(h2_only)), 0);
+    /* supported_versions: TLS 1.3 only. */
+    const struct hello_extension *versions = find_extension(ext, n, 43);
+    ck_assert_ptr_nonnull(versions);
+    ck_assert_uint_eq(versions->len, 3);
+    ck_assert_uint_eq(versions->data[1], 0x03);
+    ck_assert_uint_eq(versions->data[2], 0x04);
+    /* key_share: one share, P-256 (group 23). */
+    const struct hello_extension *share = find_extension(ext, n, 51);
+    ck_assert_ptr_nonnull(share);
+    ck_assert_uint_ge(share->len, 4);
+    ck_assert_uint_eq((unsigned)share->data[2] << 8 | share->data[3], 23);
+    ck_assert_uint_eq(((size_t)share->data[0] << 8 | share->data[1]),
+                      4 + ((size_t)share->data[4] << 8 | share->data[5]));
+    /* No SNI, session ticket, early data, PSK or post-handshake auth. */
+    static const unsigned absent[] = {0, 35, 41, 42, 45, 49};
+    for (size_t i = 0; i < sizeof(absent) / sizeof(absent[0]); i++)
+        ck_assert_msg(find_extension(ext, n, absent[i]) == NULL, "extension %u offered", absent[i]);
+    hb_tls_del(client);
+}
+END_TEST
+
+START_TEST(server_sends_nothing_after_the_handshake)
+{
+    /* No NewSessionTicket: HBONE never resumes, so once the server has the
+     * client's Finished it has nothing more to say. */
+    hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
+    static const char *const expected[] = {ID("server"), NULL};
+    tl_pair p;
+    tl_pair_init(&p, ccfg, scfg, expected, TL_CHUNK_WHOLE, 1);
+    hbone_config_del(ccfg);
+    hbone_config_del(scfg);
+    tl_pair_pump(&p);
+    ck_assert_int_eq(p.server.state, 1);
+    ck_assert_uint_eq(p.server.sent_after_handshake, 0);
+    ck_assert_uint_eq(p.client.in.len, 0);
+    /* The counter works: application data after the handshake is counted. */
+    tl_pair_write(&p.server, "x", 1);
+    tl_pair_pump(&p);
+    ck_assert_uint_gt(p.server.sent_after_handshake, 0);
+    tl_pair_free(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("handshake");
@@ -564,6 +674,8 @@ int main(void)
     tcase_add_test(hostile, plaintext_http_is_refused);
     tcase_add_test(hostile, client_needs_an_expected_identity);
     tcase_add_test(hostile, server_session_cannot_expect_peers);
+    tcase_add_test(hostile, client_hello_offers_exactly_what_hbone_needs);
+    tcase_add_test(hostile, server_sends_nothing_after_the_handshake);
     tcase_add_test(hostile, client_without_certificate_is_refused);
     tcase_add_test(hostile, client_without_alpn_is_refused);
     tcase_add_test(hostile, client_offering_only_http11_is_refused);

@@ -97,6 +97,8 @@ static int step(tl_pair *p, tl_side *self, tl_side *peer)
     size_t out_len;
     const uint8_t *out = hb_tls_output(self->tls, &out_len);
     if (out_len) {
+        if (self->state == 1)
+            self->sent_after_handshake += out_len;
         q_push(&peer->in, out, out_len);
         hb_tls_output_consume(self->tls, out_len);
         progress = 1;

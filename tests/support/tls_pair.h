@@ -24,9 +24,10 @@ typedef struct tl_queue {
 
 typedef struct tl_side {
     hb_tls *tls;
-    int state;      /* 0 handshaking, 1 established, 2 peer closed, <0 error */
-    tl_queue in;    /* ciphertext on its way to this side */
-    tl_queue plain; /* plaintext this side has read */
+    int state;                   /* 0 handshaking, 1 established, 2 peer closed, <0 error */
+    tl_queue in;                 /* ciphertext on its way to this side */
+    tl_queue plain;              /* plaintext this side has read */
+    size_t sent_after_handshake; /* ciphertext bytes sent once established */
 } tl_side;
 
 typedef struct tl_pair {
