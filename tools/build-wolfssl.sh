@@ -44,7 +44,9 @@ cflags="-O2 -fPIC -fstack-protector-strong -D_FORTIFY_SOURCE=2 -fcf-protection -
 
 version=$(dpkg-query -W -f='${Version}' libwolfssl-dev 2>/dev/null || true)
 [ -n "$version" ] || version=$(apt-cache policy wolfssl 2>/dev/null | awk '/Candidate:/ {print $2}')
-[ -n "$version" ] && [ "$version" != "(none)" ] || die "cannot tell which wolfssl source version to build (is apt set up?)"
+if [ -z "$version" ] || [ "$version" = "(none)" ]; then
+    die "cannot tell which wolfssl source version to build (is apt set up?)"
+fi
 
 script_hash=$(sha256sum "$0" | cut -c1-12)
 prefix="$cache_dir/wolfssl-${version//[^A-Za-z0-9.+-]/_}-$script_hash"

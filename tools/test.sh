@@ -3,7 +3,8 @@
 #   1. the plain build: unit, integration, header, ABI and fuzz-corpus tests
 #   2. the same tests under valgrind
 #   3. an ASan+UBSan build and its tests
-#   4. install into a staging prefix and build an outside program with pkg-config
+#   4. the libFuzzer build (clang): corpora replayed, then each fuzzer runs briefly
+#   5. install into a staging prefix and build an outside program with pkg-config
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,21 +12,56 @@ tools/install-deps.sh
 
 step() { printf '\n=== %s\n' "$*"; }
 
+# meson test, with its verdict counts added to the totals printed at the end.
+passed=0
+failed=0
+run_tests() {
+    local out status=0
+    out=$(mktemp)
+    meson test "$@" --print-errorlogs 2>&1 | tee "$out" || status=$?
+    passed=$((passed + $(awk '/^Ok:/ {print $2}' "$out")))
+    failed=$((failed + $(awk '/^Fail:/ {print $2}' "$out")))
+    rm -f "$out"
+    return "$status"
+}
+
 step "plain build"
 [ -f build/build.ninja ] || meson setup build
 ninja -C build
-meson test -C build --print-errorlogs
+run_tests -C build
 
 step "valgrind"
-meson test -C build --setup=valgrind --print-errorlogs --no-suite abi
+run_tests -C build --setup=valgrind --no-suite abi
 
 step "ASan + UBSan build"
 [ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
 ninja -C build-asan
-meson test -C build-asan --setup=asan --print-errorlogs
+run_tests -C build-asan --setup=asan
+
+step "libFuzzer build (clang, ASan+UBSan), ${FUZZ_SECONDS:=20} s per target"
+[ -f build-fuzz/build.ninja ] ||
+    CC=clang meson setup build-fuzz -Dfuzzing=libfuzzer -Db_sanitize=address,undefined \
+        -Db_lundef=false -Dtests=false -Dexamples=false
+ninja -C build-fuzz
+run_tests -C build-fuzz --suite fuzz
+for target in spiffe svid pem; do
+    scratch=$(mktemp -d)
+    status=0
+    build-fuzz/fuzz/fuzz_$target -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
+        -max_len=4096 -print_final_stats=1 "$scratch" "fuzz/corpus/$target" \
+        >"$scratch.log" 2>&1 || status=$?
+    echo "fuzz_$target: $(grep -E '^stat::number_of_executed_units' "$scratch.log" | tr -s ' ')"
+    if [ "$status" != 0 ]; then
+        tail -n 40 "$scratch.log"
+        echo "fuzz_$target failed (status $status)"
+        exit 1
+    fi
+    rm -rf "$scratch" "$scratch.log"
+done
 
 step "install and link from outside the tree"
 tests/install-check.sh build
 
 echo
 echo "all test steps passed"
+echo "$passed passed, $failed failed"
