@@ -225,17 +225,23 @@ START_TEST(handshake_case)
 }
 END_TEST
 
-START_TEST(data_flows_both_ways_and_close_notify_ends_it)
+/* A client and server ("client", "server") with the handshake done. */
+static void established_pair(tl_pair *p, int chunking, unsigned seed)
 {
     hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
     static const char *const expected[] = {ID("server"), NULL};
-    tl_pair p;
-    tl_pair_init(&p, ccfg, scfg, expected, TL_CHUNK_RANDOM, 42 + (unsigned)_i);
-    hbone_config_del(ccfg);
+    tl_pair_init(p, ccfg, scfg, expected, chunking, seed);
+    hbone_config_del(ccfg); /* the sessions hold their own references */
     hbone_config_del(scfg);
-    tl_pair_pump(&p);
-    ck_assert_int_eq(p.client.state, 1);
-    ck_assert_int_eq(p.server.state, 1);
+    tl_pair_pump(p);
+    ck_assert_int_eq(p->client.state, 1);
+    ck_assert_int_eq(p->server.state, 1);
+}
+
+START_TEST(data_flows_both_ways_and_close_notify_ends_it)
+{
+    tl_pair p;
+    established_pair(&p, TL_CHUNK_RANDOM, 42 + (unsigned)_i);
     /* More than one record each way, with a recognisable pattern. */
     size_t n = 100000;
     uint8_t *up = malloc(n), *down = malloc(n);
@@ -265,14 +271,8 @@ END_TEST
 
 START_TEST(corrupted_record_is_a_record_error)
 {
-    hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
-    static const char *const expected[] = {ID("server"), NULL};
     tl_pair p;
-    tl_pair_init(&p, ccfg, scfg, expected, TL_CHUNK_WHOLE, 1);
-    hbone_config_del(ccfg);
-    hbone_config_del(scfg);
-    tl_pair_pump(&p);
-    ck_assert_int_eq(p.server.state, 1);
+    established_pair(&p, TL_CHUNK_WHOLE, 1);
     tl_pair_write(&p.client, "hello", 5);
     size_t len;
     const uint8_t *out = hb_tls_output(p.client.tls, &len);
@@ -639,14 +639,8 @@ START_TEST(server_sends_nothing_after_the_handshake)
 {
     /* No NewSessionTicket: HBONE never resumes, so once the server has the
      * client's Finished it has nothing more to say. */
-    hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
-    static const char *const expected[] = {ID("server"), NULL};
     tl_pair p;
-    tl_pair_init(&p, ccfg, scfg, expected, TL_CHUNK_WHOLE, 1);
-    hbone_config_del(ccfg);
-    hbone_config_del(scfg);
-    tl_pair_pump(&p);
-    ck_assert_int_eq(p.server.state, 1);
+    established_pair(&p, TL_CHUNK_WHOLE, 1);
     ck_assert_uint_eq(p.server.sent_after_handshake, 0);
     ck_assert_uint_eq(p.client.in.len, 0);
     /* The counter works: application data after the handshake is counted. */
