@@ -54,13 +54,13 @@ extern "C" {
 #define HBONE_ERR_TLS_ALERT -309              /* the peer aborted the handshake with an alert */
 #define HBONE_ERR_TLS_RECORD -310             /* malformed or undecryptable TLS record */
 #define HBONE_ERR_TLS_CHAIN_TOO_LONG -311     /* the chain exceeds the depth limit */
-#define HBONE_ERR_TLS_MESSAGE_TOO_LARGE -312 /* a handshake message over the size limit */
+#define HBONE_ERR_TLS_MESSAGE_TOO_LARGE -312  /* a handshake message over the size limit */
 
 /* identity: SPIFFE ID syntax */
 #define HBONE_ERR_SPIFFE_SCHEME -401 /* does not start with "spiffe://" */
 #define HBONE_ERR_SPIFFE_TRUST_DOMAIN_EMPTY -402
-#define HBONE_ERR_SPIFFE_TRUST_DOMAIN_CHAR -403 /* not [a-z0-9._-] (uppercase, port, userinfo, %)  \
-                                                 */
+/* a trust domain byte outside [a-z0-9._-]: uppercase, a port, userinfo, % */
+#define HBONE_ERR_SPIFFE_TRUST_DOMAIN_CHAR -403
 #define HBONE_ERR_SPIFFE_TRUST_DOMAIN_TOO_LONG -404 /* over 255 bytes */
 #define HBONE_ERR_SPIFFE_PATH_CHAR -405             /* not [a-zA-Z0-9._-] (query, fragment, %) */
 #define HBONE_ERR_SPIFFE_PATH_EMPTY_SEGMENT -406    /* "//" */
