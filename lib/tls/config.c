@@ -223,7 +223,8 @@ int hbone_config_add_trust_bundle(hbone_config *cfg, const char *trust_domain,
                              "trust bundle of %.*s: no loadable CA certificate (wolfSSL error %d)",
                              (int)trust_domain_len, trust_domain, r);
     hb_trust_bundle *b = (hb_trust_bundle *)hb_config_bundle(cfg, trust_domain, trust_domain_len);
-    if (!b) {
+    int is_new = b == NULL;
+    if (is_new) {
         hb_trust_bundle *grown =
             hb_realloc(&cfg->mem, cfg->bundles, (cfg->n_bundles + 1) * sizeof(*grown));
         if (!grown)
@@ -235,11 +236,14 @@ int hbone_config_add_trust_bundle(hbone_config *cfg, const char *trust_domain,
         if (!b->trust_domain)
             return HBONE_ERR_NOMEM;
         b->trust_domain_len = trust_domain_len;
-        cfg->n_bundles++;
     }
     r = append_pem(&cfg->mem, b, bundle_pem, bundle_len);
-    if (r < 0)
+    if (r < 0) {
+        if (is_new) /* not counted yet: leave no half-made bundle behind */
+            hb_free(&cfg->mem, b->trust_domain);
         return r;
+    }
+    cfg->n_bundles += is_new;
     WOLFSSL_CTX *ctxs[2] = {cfg->client_ctx, cfg->server_ctx};
     for (int i = 0; i < 2; i++) {
         if (wolfSSL_CTX_load_verify_buffer(ctxs[i], (const unsigned char *)bundle_pem,

@@ -651,6 +651,99 @@ START_TEST(server_sends_nothing_after_the_handshake)
 }
 END_TEST
 
+/* --- allocation failure ---------------------------------------------------- */
+
+/* Build a config through @p mem; returns NULL (cleanly) on any failure. */
+static hbone_config *config_through(const hbone_mem *mem, const char *leaf)
+{
+    hbone_config *cfg = NULL;
+    if (hbone_config_new(&cfg, mem) != 0)
+        return NULL;
+    char name[64];
+    size_t chain_len, key_len, bundle_len;
+    snprintf(name, sizeof(name), "%s.chain.pem", leaf);
+    char *chain = tl_pki_read(name, &chain_len);
+    snprintf(name, sizeof(name), "%s.key", leaf);
+    char *key = tl_pki_read(name, &key_len);
+    char *bundle = tl_pki_read("bundle-cluster.local.pem", &bundle_len);
+    int r = hbone_config_set_certificate(cfg, chain, chain_len, key, key_len);
+    if (r == 0)
+        r = hbone_config_add_trust_bundle(cfg, "cluster.local", 13, bundle, bundle_len);
+    if (r == 0)
+        r = hbone_config_add_trust_bundle(cfg, "td-b.example", 12, bundle, bundle_len);
+    free(chain);
+    free(key);
+    free(bundle);
+    if (r != 0) {
+        ck_assert_msg(r == HBONE_ERR_NOMEM, "config failed with %d, not NOMEM", r);
+        hbone_config_del(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+/* One whole scenario (two configs, a handshake, a message) with the n-th
+ * allocation failing. Returns 1 if it completed. */
+static int scenario_with_budget(long budget)
+{
+    tl_counting counts;
+    hbone_mem *mem = tl_counting_mem(&counts, budget);
+    hbone_config *ccfg = config_through(mem, "client");
+    hbone_config *scfg = ccfg ? config_through(mem, "server") : NULL;
+    hbone_mem_del(mem);
+    int completed = 0;
+    if (ccfg && scfg) {
+        hb_tls *client = NULL, *server = NULL;
+        hbone_spiffe_id *id = tl_id(ID("server"));
+        int r = hb_tls_new(&client, ccfg, HB_TLS_CLIENT);
+        if (r == 0)
+            r = hb_tls_new(&server, scfg, HB_TLS_SERVER);
+        if (r == 0)
+            r = hb_tls_expect_peer(client, id);
+        hbone_spiffe_id_del(id);
+        if (r == 0) {
+            tl_pair p = {.client = {.tls = client}, .server = {.tls = server}};
+            tl_pair_pump(&p);
+            completed = p.client.state == 1 && p.server.state == 1;
+            if (!completed) {
+                /* The failure is named, never mistaken for a peer's fault. */
+                int err = p.client.state < 0 ? p.client.state : p.server.state;
+                ck_assert_msg(err == HBONE_ERR_NOMEM || err == HBONE_ERR_TLS_ALERT ||
+                                  err == HBONE_ERR_TLS_HANDSHAKE,
+                              "budget %ld: handshake failed with %d (%s)", budget, err,
+                              hbone_strerror(err));
+            }
+            client = server = NULL; /* owned by the pair now */
+            tl_pair_free(&p);
+        } else {
+            ck_assert_msg(r == HBONE_ERR_NOMEM, "budget %ld: session setup gave %d", budget, r);
+        }
+        hb_tls_del(client);
+        hb_tls_del(server);
+    } else {
+        ck_assert_int_eq(completed, 0);
+    }
+    hbone_config_del(ccfg);
+    hbone_config_del(scfg);
+    ck_assert_msg(counts.allocs == counts.frees, "budget %ld: %ld allocations, %ld frees", budget,
+                  counts.allocs, counts.frees);
+    return completed;
+}
+
+START_TEST(every_allocation_failure_is_clean)
+{
+    /* Fail the first allocation, then the second, ... until one run no
+     * longer hits the failure. wolfSSL's own allocator is process-global and
+     * not part of this sweep. */
+    long budget = 0;
+    while (!scenario_with_budget(budget)) {
+        budget++;
+        ck_assert_int_lt(budget, 1000);
+    }
+    ck_assert_int_gt(budget, 5);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("handshake");
@@ -668,6 +761,7 @@ int main(void)
     tcase_add_test(hostile, plaintext_http_is_refused);
     tcase_add_test(hostile, client_needs_an_expected_identity);
     tcase_add_test(hostile, server_session_cannot_expect_peers);
+    tcase_add_test(hostile, every_allocation_failure_is_clean);
     tcase_add_test(hostile, client_hello_offers_exactly_what_hbone_needs);
     tcase_add_test(hostile, server_sends_nothing_after_the_handshake);
     tcase_add_test(hostile, client_without_certificate_is_refused);
