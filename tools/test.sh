@@ -44,7 +44,7 @@ step "libFuzzer build (clang, ASan+UBSan), ${FUZZ_SECONDS:=20} s per target"
         -Db_lundef=false -Dtests=false -Dexamples=false
 ninja -C build-fuzz
 run_tests -C build-fuzz --suite fuzz
-for target in spiffe svid pem; do
+for target in spiffe svid pem authority; do
     scratch=$(mktemp -d)
     status=0
     build-fuzz/fuzz/fuzz_$target -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \

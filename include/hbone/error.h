@@ -39,8 +39,9 @@ extern "C" {
 #define HBONE_ERR_FATAL -200
 
 /* protocol */
-#define HBONE_ERR_PROTOCOL -201 /* the peer violated HTTP/2 or HBONE */
-#define HBONE_ERR_CLOSED -202   /* the connection was closed */
+#define HBONE_ERR_PROTOCOL -201  /* the peer violated HTTP/2 or HBONE */
+#define HBONE_ERR_CLOSED -202    /* the connection was closed */
+#define HBONE_ERR_AUTHORITY -203 /* a malformed CONNECT authority (host:port) */
 
 /* TLS */
 #define HBONE_ERR_TLS_HANDSHAKE -301          /* the handshake failed (detail says why) */

@@ -18,6 +18,7 @@ static const struct error_text error_texts[] = {
     {HBONE_ERR_NOT_FOUND, "not found"},
     {HBONE_ERR_PROTOCOL, "protocol violation by the peer"},
     {HBONE_ERR_CLOSED, "connection closed"},
+    {HBONE_ERR_AUTHORITY, "malformed CONNECT authority"},
     {HBONE_ERR_TLS_HANDSHAKE, "TLS handshake failed"},
     {HBONE_ERR_TLS_VERSION, "peer does not support TLS 1.3"},
     {HBONE_ERR_TLS_ALPN, "peer did not negotiate ALPN h2"},
