@@ -9,6 +9,7 @@
 #define HBONE_HBONE_H
 
 #include <hbone/config.h>
+#include <hbone/conn.h>
 #include <hbone/connect.h>
 #include <hbone/error.h>
 #include <hbone/export.h>

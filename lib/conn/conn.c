@@ -1,0 +1,738 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * An HBONE connection: the TLS session, the HTTP/2 session on top of it, and
+ * the tunnels (CONNECT streams) in it. Sans-IO: ciphertext in and out.
+ */
+#include <string.h>
+
+#include <hbone/connect.h>
+#include <hbone/conn.h>
+#include <hbone/error.h>
+
+#include "common/log.h"
+#include "common/mem.h"
+#include "conn/tunnel.h"
+#include "h2/h2.h"
+#include "tls/config.h"
+#include "tls/tls.h"
+
+/* Plaintext is framed into TLS records of at most this size: a full record
+ * carries frame headers with their payload and costs one AEAD pass. */
+#define RECORD_PLAINTEXT 16384
+/* Stop framing HTTP/2 output while this much ciphertext waits for the
+ * transport: memory stays bounded however much the tunnels have queued. */
+#define OUTPUT_HIGH_WATER (256 * 1024)
+/* How much a tunnel buffers for the peer before writes return AGAIN. */
+#define TUNNEL_WRITE_LIMIT (256 * 1024)
+/* HPACK counts each header field as its length plus 32 (RFC 9113 6.5.2). */
+#define HEADER_FIELD_OVERHEAD 32
+
+struct hbone_callbacks {
+    hbone_handshake_cb handshake;
+    hbone_tunnel_request_cb tunnel_request;
+    hbone_tunnel_response_cb tunnel_response;
+    hbone_tunnel_data_cb tunnel_data;
+    hbone_tunnel_end_cb tunnel_end;
+    hbone_tunnel_writable_cb tunnel_writable;
+    hbone_tunnel_close_cb tunnel_close;
+};
+
+struct hbone_conn {
+    hbone_config *cfg;
+    const hb_mem *mem; /* the config's */
+    hbone_callbacks cbs;
+    void *user_data;
+    int server;
+    hb_tls *tls;
+    hb_h2 *h2;
+    hb_h2_settings settings;
+    int handshake_done;
+    int closed; /* no more input will be processed */
+    int error;  /* sticky fatal error */
+    hb_detail detail;
+    hb_tunnel *tunnels;
+    /* Plaintext frames waiting to fill a TLS record. */
+    uint8_t record[RECORD_PLAINTEXT];
+    size_t record_len;
+};
+
+/* --- callbacks object ---------------------------------------------------- */
+
+int hbone_callbacks_new(hbone_callbacks **out)
+{
+    if (!out)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    *out = hb_calloc(hb_mem_default(), 1, sizeof(**out));
+    return *out ? 0 : HBONE_ERR_NOMEM;
+}
+
+void hbone_callbacks_del(hbone_callbacks *cbs)
+{
+    hb_free(hb_mem_default(), cbs);
+}
+
+#define CALLBACK_SETTER(field, type)                                                               \
+    void hbone_callbacks_set_##field(hbone_callbacks *cbs, type cb)                                \
+    {                                                                                              \
+        if (cbs)                                                                                   \
+            cbs->field = cb;                                                                       \
+    }
+CALLBACK_SETTER(handshake, hbone_handshake_cb)
+CALLBACK_SETTER(tunnel_request, hbone_tunnel_request_cb)
+CALLBACK_SETTER(tunnel_response, hbone_tunnel_response_cb)
+CALLBACK_SETTER(tunnel_data, hbone_tunnel_data_cb)
+CALLBACK_SETTER(tunnel_end, hbone_tunnel_end_cb)
+CALLBACK_SETTER(tunnel_writable, hbone_tunnel_writable_cb)
+CALLBACK_SETTER(tunnel_close, hbone_tunnel_close_cb)
+
+/* --- tunnels ------------------------------------------------------------- */
+
+static hb_tunnel *find_tunnel(const hbone_conn *c, int32_t id)
+{
+    for (hb_tunnel *t = c->tunnels; t; t = t->next) {
+        if (t->id == id)
+            return t;
+    }
+    return NULL;
+}
+
+static hb_tunnel *add_tunnel(hbone_conn *c, int32_t id)
+{
+    hb_tunnel *t = hb_calloc(c->mem, 1, sizeof(*t));
+    if (!t)
+        return NULL;
+    t->id = id;
+    t->next = c->tunnels;
+    if (c->tunnels)
+        c->tunnels->prev = t;
+    c->tunnels = t;
+    return t;
+}
+
+static void remove_tunnel(hbone_conn *c, hb_tunnel *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        c->tunnels = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    hb_tunnel_free(c->mem, t);
+}
+
+/* Close a tunnel: tell the application if it knows it, then forget it. */
+static void close_tunnel(hbone_conn *c, hb_tunnel *t, uint32_t reason)
+{
+    if (t->visible && c->cbs.tunnel_close)
+        c->cbs.tunnel_close(c, t->id, reason, c->user_data);
+    remove_tunnel(c, t);
+}
+
+/* The connection is gone: no tunnel may look like it ended cleanly. */
+static void lose_all_tunnels(hbone_conn *c)
+{
+    while (c->tunnels)
+        close_tunnel(c, c->tunnels, HBONE_CLOSE_CONNECTION_LOST);
+}
+
+static int fail(hbone_conn *c, int code)
+{
+    if (!c->error) {
+        c->error = code;
+        c->closed = 1;
+        hb_log(&c->cfg->log, HBONE_LOG_WARN, "HBONE %s connection failed: %s",
+               c->server ? "server" : "client",
+               c->detail.text[0] ? c->detail.text : hbone_strerror(code));
+        lose_all_tunnels(c);
+    }
+    return c->error;
+}
+
+/* --- HTTP/2 events --------------------------------------------------------- */
+
+static int on_begin_request(void *ctx, int32_t stream)
+{
+    hbone_conn *c = ctx;
+    return add_tunnel(c, stream) ? 0 : HBONE_ERR_NOMEM;
+}
+
+static int on_header(void *ctx, int32_t stream, const uint8_t *name, size_t name_len,
+                     const uint8_t *value, size_t value_len)
+{
+    hbone_conn *c = ctx;
+    hb_tunnel *t = find_tunnel(c, stream);
+    if (!t)
+        return 0;
+    if (!c->server) {
+        if (name_len == 7 && memcmp(name, ":status", 7) == 0 && value_len == 3) {
+            t->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+        }
+        return 0;
+    }
+    /* nghttp2 does not hold a peer to the header-list size we advertised. */
+    t->header_bytes += name_len + value_len + HEADER_FIELD_OVERHEAD;
+    if (t->header_bytes > c->settings.max_header_list_size)
+        return HBONE_ERR_PROTOCOL;
+    if (name_len > 0 && name[0] == ':') {
+        if (name_len == 7 && memcmp(name, ":method", 7) == 0)
+            t->bad_request |= !(value_len == 7 && memcmp(value, "CONNECT", 7) == 0);
+        else if (name_len == 10 && memcmp(name, ":authority", 10) == 0 && !t->authority) {
+            t->authority = hb_strndup(c->mem, (const char *)value, value_len);
+            if (!t->authority)
+                return HBONE_ERR_NOMEM;
+            t->authority_len = value_len;
+        } else {
+            t->bad_request = 1; /* :path, :scheme, :protocol: not classic CONNECT */
+        }
+        return 0;
+    }
+    return hb_tunnel_add_header(c->mem, t, name, name_len, value, value_len);
+}
+
+/* Server: the request is complete; answer bad ones ourselves. */
+static int request_done(hbone_conn *c, hb_tunnel *t, int end_stream)
+{
+    const char *host = NULL;
+    size_t host_len = 0;
+    uint16_t port = 0;
+    int kind = 0;
+    int valid = !t->bad_request && !end_stream && t->authority &&
+                hbone_authority_parse(t->authority, t->authority_len, 0, &host, &host_len, &port,
+                                      &kind, NULL) == 0;
+    if (!valid) {
+        hb_log(&c->cfg->log, HBONE_LOG_INFO, "tunnel %d: malformed CONNECT, answered 400",
+               (int)t->id);
+        t->answered = 1;
+        hb_tunnel_forget_request(c->mem, t);
+        return hb_h2_submit_response(c->h2, t->id, 400, NULL, NULL, NULL, NULL, 0, 0);
+    }
+    t->visible = 1;
+    if (c->cbs.tunnel_request)
+        c->cbs.tunnel_request(c, t->id, host, host_len, port, kind, c->user_data);
+    else
+        return hbone_conn_tunnel_reject(c, t->id, 503);
+    return 0;
+}
+
+/* Client: a final response arrived. */
+static int response_done(hbone_conn *c, hb_tunnel *t, int end_stream)
+{
+    if (t->status >= 100 && t->status < 200) {
+        t->status = 0; /* informational: the final response follows */
+        return 0;
+    }
+    t->answered = 1;
+    t->established = t->status == 200;
+    if (!t->established) {
+        /* A refused tunnel carries no data: end our side cleanly. */
+        t->local_shut = 1;
+        t->out_off = t->out_len = 0;
+    }
+    if (c->cbs.tunnel_response)
+        c->cbs.tunnel_response(c, t->id, t->status, c->user_data);
+    if (hb_tunnel_pending(t) || t->local_shut) {
+        t->deferred = 0;
+        return hb_h2_resume(c->h2, t->id);
+    }
+    (void)end_stream;
+    return 0;
+}
+
+static int on_headers_done(void *ctx, int32_t stream, int end_stream)
+{
+    hbone_conn *c = ctx;
+    hb_tunnel *t = find_tunnel(c, stream);
+    if (!t || t->answered) {
+        /* A second header block on a tunnel (trailers) ends it like DATA. */
+        return t && end_stream && c->cbs.tunnel_end
+                   ? (c->cbs.tunnel_end(c, stream, c->user_data), 0)
+                   : 0;
+    }
+    int r = c->server ? request_done(c, t, end_stream) : response_done(c, t, end_stream);
+    if (r == 0 && end_stream && (t = find_tunnel(c, stream)) && t->visible && t->established) {
+        t->peer_ended = 1;
+        if (c->cbs.tunnel_end)
+            c->cbs.tunnel_end(c, stream, c->user_data);
+    }
+    return r;
+}
+
+static int on_data(void *ctx, int32_t stream, const uint8_t *data, size_t len)
+{
+    hbone_conn *c = ctx;
+    hb_tunnel *t = find_tunnel(c, stream);
+    if (!t || !t->visible) {
+        /* Nobody will consume these bytes: give the window back now. */
+        return hb_h2_consume(c->h2, stream, len);
+    }
+    if (c->cbs.tunnel_data)
+        c->cbs.tunnel_data(c, stream, data, len, c->user_data);
+    else
+        return hb_h2_consume(c->h2, stream, len);
+    return 0;
+}
+
+static int on_end(void *ctx, int32_t stream)
+{
+    hbone_conn *c = ctx;
+    hb_tunnel *t = find_tunnel(c, stream);
+    if (t && t->visible && !t->peer_ended) {
+        t->peer_ended = 1;
+        if (c->cbs.tunnel_end)
+            c->cbs.tunnel_end(c, stream, c->user_data);
+    }
+    return 0;
+}
+
+static void on_close(void *ctx, int32_t stream, uint32_t error_code)
+{
+    hbone_conn *c = ctx;
+    hb_tunnel *t = find_tunnel(c, stream);
+    if (t)
+        close_tunnel(c, t, error_code);
+}
+
+static ssize_t read_data(void *ctx, int32_t stream, uint8_t *buf, size_t len, int *eof)
+{
+    hbone_conn *c = ctx;
+    hb_tunnel *t = find_tunnel(c, stream);
+    if (!t)
+        return -1;
+    /* A client sends nothing before the 200 (ztunnel waits the same way). */
+    if (!t->established && !t->local_shut) {
+        t->deferred = 1;
+        return HB_H2_DEFERRED;
+    }
+    size_t n = hb_tunnel_take(c->mem, t, buf, len);
+    if (hb_tunnel_pending(t) == 0 && t->local_shut) {
+        *eof = 1;
+    } else if (n == 0) {
+        t->deferred = 1;
+        return HB_H2_DEFERRED;
+    }
+    if (t->want_writable && hb_tunnel_pending(t) < TUNNEL_WRITE_LIMIT) {
+        t->want_writable = 0;
+        if (c->cbs.tunnel_writable)
+            c->cbs.tunnel_writable(c, stream, c->user_data);
+    }
+    return (ssize_t)n;
+}
+
+/* Encrypt the collected plaintext as one record. */
+static int flush_record(hbone_conn *c)
+{
+    if (c->record_len == 0)
+        return 0;
+    int r = hb_tls_write(c->tls, c->record, c->record_len);
+    c->record_len = 0;
+    return r;
+}
+
+/* Collect frames into full records; returns 1 to pause framing once enough
+ * ciphertext is waiting for the transport. */
+static int on_send(void *ctx, const uint8_t *data, size_t len)
+{
+    hbone_conn *c = ctx;
+    while (len > 0) {
+        size_t room = RECORD_PLAINTEXT - c->record_len;
+        size_t n = len < room ? len : room;
+        memcpy(c->record + c->record_len, data, n);
+        c->record_len += n;
+        data += n;
+        len -= n;
+        if (c->record_len == RECORD_PLAINTEXT) {
+            int r = flush_record(c);
+            if (r < 0)
+                return r;
+        }
+    }
+    size_t pending;
+    (void)hb_tls_output(c->tls, &pending);
+    return pending >= OUTPUT_HIGH_WATER ? 1 : 0;
+}
+
+static const hb_h2_events h2_events = {
+    on_begin_request, on_header, on_headers_done, on_data, on_end, on_close, read_data, on_send,
+};
+
+/* --- connection ------------------------------------------------------------- */
+
+static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
+                    void *user_data, int server)
+{
+    if (!out || !cfg)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    hbone_conn *c = hb_calloc(&cfg->mem, 1, sizeof(*c));
+    if (!c)
+        return HBONE_ERR_NOMEM;
+    int r = hb_tls_new(&c->tls, cfg, server ? HB_TLS_SERVER : HB_TLS_CLIENT);
+    if (r < 0) {
+        hb_free(&cfg->mem, c);
+        return r;
+    }
+    c->cfg = hbone_config_ref(cfg);
+    c->mem = &cfg->mem;
+    if (cbs)
+        c->cbs = *cbs;
+    c->user_data = user_data;
+    c->server = server;
+    hb_h2_default_settings(&c->settings, server);
+    r = hb_h2_new(&c->h2, server, &c->settings, c->mem, &h2_events, c);
+    if (r < 0) {
+        hbone_conn_del(c);
+        return r;
+    }
+    *out = c;
+    return 0;
+}
+
+int hbone_conn_client_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
+                          void *user_data)
+{
+    return conn_new(out, cfg, cbs, user_data, 0);
+}
+
+int hbone_conn_server_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
+                          void *user_data)
+{
+    return conn_new(out, cfg, cbs, user_data, 1);
+}
+
+void hbone_conn_del(hbone_conn *c)
+{
+    if (!c)
+        return;
+    hbone_config *cfg = c->cfg;
+    /* Tunnels vanish silently: the application is tearing everything down. */
+    while (c->tunnels)
+        remove_tunnel(c, c->tunnels);
+    hb_h2_del(c->h2);
+    hb_tls_del(c->tls);
+    hb_free(&cfg->mem, c);
+    hbone_config_del(cfg);
+}
+
+int hbone_conn_expect_peer(hbone_conn *c, const hbone_spiffe_id *id)
+{
+    if (!c || !id)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    return hb_tls_expect_peer(c->tls, id);
+}
+
+/* Run the handshake with @p in; on completion announce it. */
+static int advance_handshake(hbone_conn *c, const uint8_t *in, size_t len, size_t *consumed)
+{
+    int r = hb_tls_handshake(c->tls, in, len, consumed);
+    if (r == HBONE_ERR_AGAIN)
+        return 0;
+    if (r < 0) {
+        hb_detail_set(&c->detail, r, "%s", hb_tls_error_detail(c->tls));
+        return fail(c, r);
+    }
+    c->handshake_done = 1;
+    if (c->cbs.handshake)
+        c->cbs.handshake(c, c->user_data);
+    return 0;
+}
+
+/* The peer closed TLS (close_notify) or the transport: tunnels still open are
+ * lost, and nothing more will be read. */
+static void end_of_input(hbone_conn *c)
+{
+    c->closed = 1;
+    lose_all_tunnels(c);
+}
+
+int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *consumed)
+{
+    if (consumed)
+        *consumed = 0;
+    if (!c || !consumed || (!data && len))
+        return HBONE_ERR_INVALID_ARGUMENT;
+    if (c->error)
+        return c->error;
+    if (c->closed)
+        return 0;
+    size_t used = 0;
+    if (!c->handshake_done) {
+        int r = advance_handshake(c, data, len, &used);
+        *consumed = used;
+        if (r < 0 || !c->handshake_done)
+            return r;
+    }
+    uint8_t plain[RECORD_PLAINTEXT];
+    for (;;) {
+        size_t took = 0, nread = 0;
+        int r = hb_tls_read(c->tls, data + used, len - used, &took, plain, sizeof(plain), &nread);
+        used += took;
+        *consumed = used;
+        if (nread > 0) {
+            int h = hb_h2_recv(c->h2, plain, nread);
+            if (h < 0) {
+                hb_detail_set(&c->detail, h, "HTTP/2 protocol error from the peer");
+                return fail(c, h);
+            }
+        }
+        if (r == HBONE_ERR_AGAIN)
+            return 0;
+        if (r == HBONE_ERR_CLOSED) {
+            end_of_input(c);
+            return 0;
+        }
+        if (r < 0) {
+            hb_detail_set(&c->detail, r, "%s", hb_tls_error_detail(c->tls));
+            return fail(c, r);
+        }
+    }
+}
+
+int hbone_conn_input_eof(hbone_conn *c)
+{
+    if (!c)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    end_of_input(c);
+    return 0;
+}
+
+const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len)
+{
+    if (!len)
+        return NULL;
+    *len = 0;
+    if (!c)
+        return NULL;
+    if (!c->handshake_done && !c->error) {
+        size_t unused;
+        (void)advance_handshake(c, NULL, 0, &unused); /* the client's first flight */
+    }
+    if (c->handshake_done && !c->error && !c->closed) {
+        size_t pending;
+        (void)hb_tls_output(c->tls, &pending);
+        if (pending < OUTPUT_HIGH_WATER) {
+            int r = hb_h2_send(c->h2);
+            if (r == 0)
+                r = flush_record(c);
+            if (r < 0) {
+                hb_detail_set(&c->detail, r, "sending failed: %s", hbone_strerror(r));
+                fail(c, r);
+            }
+        }
+    }
+    return hb_tls_output(c->tls, len);
+}
+
+void hbone_conn_output_consume(hbone_conn *c, size_t n)
+{
+    if (c)
+        hb_tls_output_consume(c->tls, n);
+}
+
+int hbone_conn_is_closed(const hbone_conn *c)
+{
+    if (!c)
+        return 1;
+    size_t pending;
+    (void)hb_tls_output(c->tls, &pending);
+    if (pending)
+        return 0;
+    return c->closed || c->error || (c->handshake_done && !hb_h2_alive(c->h2));
+}
+
+const hbone_spiffe_id *hbone_conn_peer_id(const hbone_conn *c)
+{
+    return c ? hb_tls_peer_id(c->tls) : NULL;
+}
+
+const char *hbone_conn_error_detail(const hbone_conn *c)
+{
+    return c ? c->detail.text : "";
+}
+
+/* --- tunnel API --------------------------------------------------------------- */
+
+/* The tunnel the application may act on, or NULL. */
+static hb_tunnel *app_tunnel(const hbone_conn *c, int32_t id)
+{
+    if (!c)
+        return NULL;
+    hb_tunnel *t = find_tunnel(c, id);
+    return t && t->visible ? t : NULL;
+}
+
+static int check_headers(const char *const *names, const size_t *name_lens,
+                         const char *const *values, const size_t *value_lens, size_t n)
+{
+    if (n && (!names || !name_lens || !values || !value_lens))
+        return HBONE_ERR_INVALID_ARGUMENT;
+    for (size_t i = 0; i < n; i++) {
+        if (!names[i] || !values[i] || name_lens[i] == 0 || names[i][0] == ':')
+            return HBONE_ERR_INVALID_ARGUMENT;
+    }
+    return 0;
+}
+
+int hbone_conn_tunnel_open(hbone_conn *c, const char *authority, size_t authority_len,
+                           const char *const *names, const size_t *name_lens,
+                           const char *const *values, const size_t *value_lens, size_t n,
+                           int32_t *tunnel_out)
+{
+    if (!c || !authority || !tunnel_out)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    *tunnel_out = 0;
+    if (c->server || c->closed || c->error)
+        return HBONE_ERR_INVALID_STATE;
+    int r = check_headers(names, name_lens, values, value_lens, n);
+    if (r < 0)
+        return r;
+    r = hbone_authority_parse(authority, authority_len, HBONE_AUTHORITY_ALLOW_HOSTNAME, NULL, NULL,
+                              NULL, NULL, NULL);
+    if (r < 0)
+        return r;
+    int32_t id;
+    r = hb_h2_submit_connect(c->h2, authority, authority_len, names, name_lens, values, value_lens,
+                             n, &id);
+    if (r < 0)
+        return r;
+    hb_tunnel *t = add_tunnel(c, id);
+    if (!t) {
+        (void)hb_h2_reset(c->h2, id, HB_H2_INTERNAL_ERROR);
+        return HBONE_ERR_NOMEM;
+    }
+    t->visible = 1;
+    *tunnel_out = id;
+    return 0;
+}
+
+int hbone_conn_tunnel_header(const hbone_conn *c, int32_t tunnel, size_t index, const char **name,
+                             size_t *name_len, const char **value, size_t *value_len)
+{
+    if (!c)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    hb_tunnel *t = app_tunnel(c, tunnel);
+    if (!t || !c->server || t->answered || index >= t->n_headers)
+        return HBONE_ERR_NOT_FOUND;
+    const hb_header *h = &t->headers[index];
+    if (name)
+        *name = h->name;
+    if (name_len)
+        *name_len = h->name_len;
+    if (value)
+        *value = h->value;
+    if (value_len)
+        *value_len = h->value_len;
+    return 0;
+}
+
+static int answer(hbone_conn *c, int32_t tunnel, int status, const char *const *names,
+                  const size_t *name_lens, const char *const *values, const size_t *value_lens,
+                  size_t n)
+{
+    hb_tunnel *t = app_tunnel(c, tunnel);
+    if (!t)
+        return HBONE_ERR_NOT_FOUND;
+    if (!c->server || t->answered)
+        return HBONE_ERR_INVALID_STATE;
+    int r = check_headers(names, name_lens, values, value_lens, n);
+    if (r < 0)
+        return r;
+    int ok = status == 200;
+    r = hb_h2_submit_response(c->h2, tunnel, status, names, name_lens, values, value_lens, n, ok);
+    if (r < 0)
+        return r;
+    t->answered = 1;
+    t->established = ok;
+    hb_tunnel_forget_request(c->mem, t);
+    return 0;
+}
+
+int hbone_conn_tunnel_accept(hbone_conn *c, int32_t tunnel, const char *const *names,
+                             const size_t *name_lens, const char *const *values,
+                             const size_t *value_lens, size_t n)
+{
+    return answer(c, tunnel, 200, names, name_lens, values, value_lens, n);
+}
+
+int hbone_conn_tunnel_reject(hbone_conn *c, int32_t tunnel, int status)
+{
+    if (status < 400 || status > 599)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    return answer(c, tunnel, status, NULL, NULL, NULL, NULL, 0);
+}
+
+static int resume(hbone_conn *c, hb_tunnel *t)
+{
+    if (!t->deferred)
+        return 0;
+    t->deferred = 0;
+    return hb_h2_resume(c->h2, t->id);
+}
+
+int hbone_conn_tunnel_write(hbone_conn *c, int32_t tunnel, const uint8_t *data, size_t len,
+                            size_t *accepted)
+{
+    if (accepted)
+        *accepted = 0;
+    if (!accepted || (!data && len))
+        return HBONE_ERR_INVALID_ARGUMENT;
+    hb_tunnel *t = app_tunnel(c, tunnel);
+    if (!t)
+        return HBONE_ERR_NOT_FOUND;
+    if (t->local_shut || (c->server && !t->established) || (t->answered && !t->established))
+        return HBONE_ERR_INVALID_STATE;
+    size_t pending = hb_tunnel_pending(t);
+    if (pending >= TUNNEL_WRITE_LIMIT) {
+        t->want_writable = 1;
+        return HBONE_ERR_AGAIN;
+    }
+    size_t n = TUNNEL_WRITE_LIMIT - pending;
+    if (n > len)
+        n = len;
+    int r = hb_tunnel_queue(c->mem, t, data, n);
+    if (r < 0)
+        return r;
+    *accepted = n;
+    return t->established ? resume(c, t) : 0;
+}
+
+int hbone_conn_tunnel_consume(hbone_conn *c, int32_t tunnel, size_t n)
+{
+    if (!app_tunnel(c, tunnel))
+        return HBONE_ERR_NOT_FOUND;
+    return hb_h2_consume(c->h2, tunnel, n);
+}
+
+int hbone_conn_tunnel_shutdown(hbone_conn *c, int32_t tunnel)
+{
+    hb_tunnel *t = app_tunnel(c, tunnel);
+    if (!t)
+        return HBONE_ERR_NOT_FOUND;
+    if (c->server && !t->answered)
+        return HBONE_ERR_INVALID_STATE;
+    if (t->local_shut)
+        return 0;
+    t->local_shut = 1;
+    return t->established ? resume(c, t) : 0;
+}
+
+int hbone_conn_tunnel_reset(hbone_conn *c, int32_t tunnel, uint32_t error_code)
+{
+    if (!app_tunnel(c, tunnel))
+        return HBONE_ERR_NOT_FOUND;
+    return hb_h2_reset(c->h2, tunnel, error_code);
+}
+
+int hbone_conn_tunnel_set_user_data(hbone_conn *c, int32_t tunnel, void *user_data)
+{
+    hb_tunnel *t = app_tunnel(c, tunnel);
+    if (!t)
+        return HBONE_ERR_NOT_FOUND;
+    t->user_data = user_data;
+    return 0;
+}
+
+void *hbone_conn_tunnel_get_user_data(const hbone_conn *c, int32_t tunnel)
+{
+    hb_tunnel *t = app_tunnel(c, tunnel);
+    return t ? t->user_data : NULL;
+}

@@ -1,0 +1,94 @@
+/* SPDX-License-Identifier: MIT */
+#include "conn/tunnel.h"
+
+#include <string.h>
+
+#include <hbone/error.h>
+
+/* Buffers start small and grow with traffic; a drained one above this size
+ * is released so that idle tunnels cost little memory. */
+#define OUT_FIRST_CAP 4096
+#define OUT_KEEP_IDLE 16384
+
+int hb_tunnel_queue(const hb_mem *mem, hb_tunnel *t, const uint8_t *data, size_t len)
+{
+    if (t->out_off > 0 && t->out_cap - t->out_len < len) {
+        memmove(t->out, t->out + t->out_off, t->out_len - t->out_off);
+        t->out_len -= t->out_off;
+        t->out_off = 0;
+    }
+    if (t->out_cap - t->out_len < len) {
+        size_t cap = t->out_cap ? t->out_cap : OUT_FIRST_CAP;
+        while (cap - t->out_len < len)
+            cap *= 2;
+        uint8_t *grown = hb_realloc(mem, t->out, cap);
+        if (!grown)
+            return HBONE_ERR_NOMEM;
+        t->out = grown;
+        t->out_cap = cap;
+    }
+    memcpy(t->out + t->out_len, data, len);
+    t->out_len += len;
+    return 0;
+}
+
+size_t hb_tunnel_take(const hb_mem *mem, hb_tunnel *t, uint8_t *buf, size_t cap)
+{
+    size_t n = hb_tunnel_pending(t);
+    if (n > cap)
+        n = cap;
+    if (n)
+        memcpy(buf, t->out + t->out_off, n);
+    t->out_off += n;
+    if (t->out_off == t->out_len) {
+        t->out_off = t->out_len = 0;
+        if (t->out_cap > OUT_KEEP_IDLE) {
+            hb_free(mem, t->out);
+            t->out = NULL;
+            t->out_cap = 0;
+        }
+    }
+    return n;
+}
+
+int hb_tunnel_add_header(const hb_mem *mem, hb_tunnel *t, const uint8_t *name, size_t name_len,
+                         const uint8_t *value, size_t value_len)
+{
+    hb_header *grown = hb_realloc(mem, t->headers, (t->n_headers + 1) * sizeof(*grown));
+    if (!grown)
+        return HBONE_ERR_NOMEM;
+    t->headers = grown;
+    hb_header *h = &grown[t->n_headers];
+    h->name = hb_strndup(mem, (const char *)name, name_len);
+    h->value = hb_strndup(mem, (const char *)value, value_len);
+    if (!h->name || !h->value) {
+        hb_free(mem, h->name);
+        hb_free(mem, h->value);
+        return HBONE_ERR_NOMEM;
+    }
+    h->name_len = name_len;
+    h->value_len = value_len;
+    t->n_headers++;
+    return 0;
+}
+
+void hb_tunnel_forget_request(const hb_mem *mem, hb_tunnel *t)
+{
+    for (size_t i = 0; i < t->n_headers; i++) {
+        hb_free(mem, t->headers[i].name);
+        hb_free(mem, t->headers[i].value);
+    }
+    hb_free(mem, t->headers);
+    hb_free(mem, t->authority);
+    t->headers = NULL;
+    t->n_headers = 0;
+    t->authority = NULL;
+    t->authority_len = 0;
+}
+
+void hb_tunnel_free(const hb_mem *mem, hb_tunnel *t)
+{
+    hb_tunnel_forget_request(mem, t);
+    hb_free(mem, t->out);
+    hb_free(mem, t);
+}

@@ -1,0 +1,57 @@
+/* SPDX-License-Identifier: MIT */
+/* A tunnel (one CONNECT stream) as the connection tracks it. */
+#ifndef HB_CONN_TUNNEL_H
+#define HB_CONN_TUNNEL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/mem.h"
+
+typedef struct hb_header {
+    char *name;
+    size_t name_len;
+    char *value;
+    size_t value_len;
+} hb_header;
+
+typedef struct hb_tunnel {
+    struct hb_tunnel *prev, *next;
+    int32_t id;
+    void *user_data;
+    unsigned visible : 1;       /* the application knows this id */
+    unsigned answered : 1;      /* final response sent (server) or received (client) */
+    unsigned established : 1;   /* 200: data may flow */
+    unsigned local_shut : 1;    /* our FIN is queued */
+    unsigned deferred : 1;      /* nghttp2 waits for data from us */
+    unsigned want_writable : 1; /* a write returned AGAIN */
+    unsigned bad_request : 1;   /* server: not a CONNECT we will serve */
+    unsigned peer_ended : 1;
+    int status; /* client: :status being received */
+    /* Bytes the application wrote, not yet framed. */
+    uint8_t *out;
+    size_t out_off, out_len, out_cap;
+    /* Server: the request, kept until it is answered. */
+    char *authority;
+    size_t authority_len;
+    hb_header *headers;
+    size_t n_headers;
+    size_t header_bytes;
+} hb_tunnel;
+
+/* Append bytes to the tunnel's outgoing buffer, growing it. */
+int hb_tunnel_queue(const hb_mem *mem, hb_tunnel *t, const uint8_t *data, size_t len);
+/* Move up to @p cap queued bytes into @p buf; returns the count. */
+size_t hb_tunnel_take(const hb_mem *mem, hb_tunnel *t, uint8_t *buf, size_t cap);
+static inline size_t hb_tunnel_pending(const hb_tunnel *t)
+{
+    return t->out_len - t->out_off;
+}
+/* Record one request header (copied). */
+int hb_tunnel_add_header(const hb_mem *mem, hb_tunnel *t, const uint8_t *name, size_t name_len,
+                         const uint8_t *value, size_t value_len);
+/* Drop the stored request (after it was answered). */
+void hb_tunnel_forget_request(const hb_mem *mem, hb_tunnel *t);
+void hb_tunnel_free(const hb_mem *mem, hb_tunnel *t);
+
+#endif /* HB_CONN_TUNNEL_H */

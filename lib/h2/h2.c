@@ -1,0 +1,344 @@
+/* SPDX-License-Identifier: MIT */
+/* nghttp2, configured for HBONE. The only file that includes nghttp2. */
+#include "h2/h2.h"
+
+#include <string.h>
+
+#include <nghttp2/nghttp2.h>
+
+#include <hbone/error.h>
+
+#define KiB 1024u
+#define MiB (1024u * 1024u)
+
+/* Limits nghttp2 1.52 enforces for us when asked (docs: hardening.md). */
+#define MAX_SETTINGS_ENTRIES 32     /* per SETTINGS frame */
+#define MAX_OUTBOUND_ACKS 100       /* queued PING/SETTINGS ACKs */
+#define MAX_CONTINUATIONS 8         /* CONTINUATION frames per header block */
+#define RESET_RATE_BURST 1000       /* RST_STREAM received: burst ... */
+#define RESET_RATE_PER_SECOND 33    /* ... then this many per second */
+#define MAX_DEFLATE_TABLE 4096      /* our HPACK encoder's dynamic table */
+#define MAX_SEND_HEADER_BLOCK 65536 /* largest header block we serialize */
+
+struct hb_h2 {
+    nghttp2_session *session;
+    nghttp2_mem mem;
+    const hb_h2_events *events;
+    void *ctx;
+    int server;
+    hb_h2_settings settings;
+};
+
+_Static_assert(sizeof(hb_mem) == sizeof(nghttp2_mem) &&
+                   offsetof(hb_mem, malloc_cb) == offsetof(nghttp2_mem, malloc) &&
+                   offsetof(hb_mem, realloc_cb) == offsetof(nghttp2_mem, realloc),
+               "hbone_mem must have nghttp2_mem's layout");
+
+void hb_h2_default_settings(hb_h2_settings *s, int server)
+{
+    s->stream_window = 4 * MiB;
+    s->connection_window = 16 * MiB;
+    s->max_frame_size = 1 * MiB;
+    s->max_header_list_size = server ? 64 * KiB : 16 * KiB;
+    s->max_concurrent_streams = server ? 200 : 0;
+}
+
+const char *hb_h2_strerror(int nghttp2_error)
+{
+    return nghttp2_strerror(nghttp2_error);
+}
+
+/* --- nghttp2 callbacks ------------------------------------------------- */
+
+static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    (void)session;
+    hb_h2 *h2 = user;
+    if (h2->server && frame->hd.type == NGHTTP2_HEADERS &&
+        frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
+        h2->events->on_begin_request(h2->ctx, frame->hd.stream_id) < 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
+                     void *user)
+{
+    (void)session;
+    (void)flags;
+    hb_h2 *h2 = user;
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    if (h2->events->on_header(h2->ctx, frame->hd.stream_id, name, name_len, value, value_len) < 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    (void)session;
+    hb_h2 *h2 = user;
+    int32_t stream = frame->hd.stream_id;
+    int end_stream = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    int r = 0;
+    switch (frame->hd.type) {
+    case NGHTTP2_HEADERS:
+        r = h2->events->on_headers_done(h2->ctx, stream, end_stream);
+        break;
+    case NGHTTP2_DATA:
+        if (end_stream)
+            r = h2->events->on_end(h2->ctx, stream);
+        break;
+    default:
+        break;
+    }
+    return r < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
+}
+
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream,
+                         const uint8_t *data, size_t len, void *user)
+{
+    (void)session;
+    (void)flags;
+    hb_h2 *h2 = user;
+    if (h2->events->on_data(h2->ctx, stream, data, len) < 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *session, int32_t stream, uint32_t error_code,
+                           void *user)
+{
+    (void)session;
+    hb_h2 *h2 = user;
+    h2->events->on_close(h2->ctx, stream, error_code);
+    return 0;
+}
+
+static ssize_t read_data(nghttp2_session *session, int32_t stream, uint8_t *buf, size_t len,
+                         uint32_t *data_flags, nghttp2_data_source *source, void *user)
+{
+    (void)session;
+    (void)source;
+    hb_h2 *h2 = user;
+    int eof = 0;
+    ssize_t n = h2->events->read_data(h2->ctx, stream, buf, len, &eof);
+    if (n == HB_H2_DEFERRED)
+        return NGHTTP2_ERR_DEFERRED;
+    if (n < 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (eof)
+        *data_flags |= NGHTTP2_DATA_FLAG_EOF;
+    return n;
+}
+
+/* --- session ----------------------------------------------------------- */
+
+static int configure(hb_h2 *h2, nghttp2_session_callbacks *cbs, nghttp2_option *opt)
+{
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    /* Windows are credited when the application has consumed the bytes. */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
+    nghttp2_option_set_max_settings(opt, MAX_SETTINGS_ENTRIES);
+    nghttp2_option_set_max_outbound_ack(opt, MAX_OUTBOUND_ACKS);
+    nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS);
+    nghttp2_option_set_stream_reset_rate_limit(opt, RESET_RATE_BURST, RESET_RATE_PER_SECOND);
+    nghttp2_option_set_max_deflate_dynamic_table_size(opt, MAX_DEFLATE_TABLE);
+    nghttp2_option_set_max_send_header_block_length(opt, MAX_SEND_HEADER_BLOCK);
+    /* Closed streams are not kept for priority: HBONE does not use it. */
+    nghttp2_option_set_no_closed_streams(opt, 1);
+    int r = h2->server ? nghttp2_session_server_new3(&h2->session, cbs, h2, opt, &h2->mem)
+                       : nghttp2_session_client_new3(&h2->session, cbs, h2, opt, &h2->mem);
+    if (r != 0)
+        return r == NGHTTP2_ERR_NOMEM ? HBONE_ERR_NOMEM : HBONE_ERR_INTERNAL;
+    nghttp2_settings_entry iv[5];
+    size_t n = 0;
+    iv[n++] =
+        (nghttp2_settings_entry){NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, h2->settings.stream_window};
+    iv[n++] =
+        (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_FRAME_SIZE, h2->settings.max_frame_size};
+    iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE,
+                                       h2->settings.max_header_list_size};
+    if (h2->server) {
+        /* Without an explicit limit nghttp2 lets a client open any number. */
+        iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS,
+                                           h2->settings.max_concurrent_streams};
+    } else {
+        iv[n++] = (nghttp2_settings_entry){NGHTTP2_SETTINGS_ENABLE_PUSH, 0};
+    }
+    r = nghttp2_submit_settings(h2->session, NGHTTP2_FLAG_NONE, iv, n);
+    if (r == 0)
+        r = nghttp2_session_set_local_window_size(h2->session, NGHTTP2_FLAG_NONE, 0,
+                                                  (int32_t)h2->settings.connection_window);
+    if (r != 0)
+        return r == NGHTTP2_ERR_NOMEM ? HBONE_ERR_NOMEM : HBONE_ERR_INTERNAL;
+    return 0;
+}
+
+int hb_h2_new(hb_h2 **out, int server, const hb_h2_settings *settings, const hb_mem *mem,
+              const hb_h2_events *events, void *ctx)
+{
+    *out = NULL;
+    hb_h2 *h2 = hb_calloc(mem, 1, sizeof(*h2));
+    if (!h2)
+        return HBONE_ERR_NOMEM;
+    memcpy(&h2->mem, mem, sizeof(h2->mem));
+    h2->events = events;
+    h2->ctx = ctx;
+    h2->server = server;
+    h2->settings = *settings;
+    nghttp2_session_callbacks *cbs = NULL;
+    nghttp2_option *opt = NULL;
+    int r = HBONE_ERR_NOMEM;
+    if (nghttp2_session_callbacks_new(&cbs) == 0 && nghttp2_option_new(&opt) == 0)
+        r = configure(h2, cbs, opt);
+    nghttp2_session_callbacks_del(cbs);
+    nghttp2_option_del(opt);
+    if (r < 0) {
+        hb_h2_del(h2);
+        return r;
+    }
+    *out = h2;
+    return 0;
+}
+
+void hb_h2_del(hb_h2 *h2)
+{
+    if (!h2)
+        return;
+    nghttp2_session_del(h2->session);
+    hb_mem mem;
+    memcpy(&mem, &h2->mem, sizeof(mem));
+    hb_free(&mem, h2);
+}
+
+int hb_h2_recv(hb_h2 *h2, const uint8_t *data, size_t len)
+{
+    ssize_t r = nghttp2_session_mem_recv(h2->session, data, len);
+    if (r < 0)
+        return (int)r == NGHTTP2_ERR_NOMEM ? HBONE_ERR_NOMEM : HBONE_ERR_PROTOCOL;
+    return 0;
+}
+
+int hb_h2_send(hb_h2 *h2)
+{
+    for (;;) {
+        const uint8_t *data;
+        ssize_t n = nghttp2_session_mem_send(h2->session, &data);
+        if (n < 0)
+            return (int)n == NGHTTP2_ERR_NOMEM ? HBONE_ERR_NOMEM : HBONE_ERR_INTERNAL;
+        if (n == 0)
+            return 0;
+        int r = h2->events->on_send(h2->ctx, data, (size_t)n);
+        if (r != 0) /* an error, or > 0: enough for now */
+            return r < 0 ? r : 0;
+    }
+}
+
+int hb_h2_alive(const hb_h2 *h2)
+{
+    return nghttp2_session_want_read(h2->session) || nghttp2_session_want_write(h2->session);
+}
+
+static nghttp2_nv make_nv(const char *name, size_t name_len, const char *value, size_t value_len)
+{
+    /* nghttp2 copies name and value when the frame is submitted. */
+    nghttp2_nv nv = {(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, name_len, value_len,
+                     NGHTTP2_NV_FLAG_NONE};
+    return nv;
+}
+
+/* Build the header array: @p fixed pseudo-headers, then the caller's. */
+static nghttp2_nv *header_array(const hb_h2 *h2, const nghttp2_nv *fixed, size_t n_fixed,
+                                const char *const *names, const size_t *name_lens,
+                                const char *const *values, const size_t *value_lens, size_t n)
+{
+    nghttp2_nv *nva = hb_malloc((const hb_mem *)&h2->mem, (n_fixed + n) * sizeof(*nva));
+    if (!nva)
+        return NULL;
+    memcpy(nva, fixed, n_fixed * sizeof(*nva));
+    for (size_t i = 0; i < n; i++)
+        nva[n_fixed + i] = make_nv(names[i], name_lens[i], values[i], value_lens[i]);
+    return nva;
+}
+
+static int submit_error(int r)
+{
+    if (r == NGHTTP2_ERR_NOMEM)
+        return HBONE_ERR_NOMEM;
+    if (r == NGHTTP2_ERR_INVALID_ARGUMENT || r == NGHTTP2_ERR_INVALID_STATE)
+        return HBONE_ERR_INVALID_STATE;
+    if (r == NGHTTP2_ERR_STREAM_ID_NOT_AVAILABLE || r == NGHTTP2_ERR_STREAM_CLOSED ||
+        r == NGHTTP2_ERR_STREAM_CLOSING || r == NGHTTP2_ERR_START_STREAM_NOT_ALLOWED)
+        return HBONE_ERR_INVALID_STATE;
+    return HBONE_ERR_INTERNAL;
+}
+
+int hb_h2_submit_connect(hb_h2 *h2, const char *authority, size_t authority_len,
+                         const char *const *names, const size_t *name_lens,
+                         const char *const *values, const size_t *value_lens, size_t n,
+                         int32_t *stream_out)
+{
+    /* Classic CONNECT: :method and :authority only (RFC 9113 section 8.5). */
+    const nghttp2_nv fixed[] = {make_nv(":method", 7, "CONNECT", 7),
+                                make_nv(":authority", 10, authority, authority_len)};
+    nghttp2_nv *nva = header_array(h2, fixed, 2, names, name_lens, values, value_lens, n);
+    if (!nva)
+        return HBONE_ERR_NOMEM;
+    nghttp2_data_provider provider = {.source = {.ptr = NULL}, .read_callback = read_data};
+    int32_t id = nghttp2_submit_request(h2->session, NULL, nva, 2 + n, &provider, NULL);
+    hb_free((const hb_mem *)&h2->mem, nva);
+    if (id < 0)
+        return submit_error(id);
+    *stream_out = id;
+    return 0;
+}
+
+int hb_h2_submit_response(hb_h2 *h2, int32_t stream, int status, const char *const *names,
+                          const size_t *name_lens, const char *const *values,
+                          const size_t *value_lens, size_t n, int with_body)
+{
+    char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
+                    (char)('0' + status % 10), '\0'};
+    const nghttp2_nv fixed[] = {make_nv(":status", 7, code, 3)};
+    nghttp2_nv *nva = header_array(h2, fixed, 1, names, name_lens, values, value_lens, n);
+    if (!nva)
+        return HBONE_ERR_NOMEM;
+    nghttp2_data_provider provider = {.source = {.ptr = NULL}, .read_callback = read_data};
+    int r = nghttp2_submit_response(h2->session, stream, nva, 1 + n, with_body ? &provider : NULL);
+    hb_free((const hb_mem *)&h2->mem, nva);
+    return r == 0 ? 0 : submit_error(r);
+}
+
+int hb_h2_resume(hb_h2 *h2, int32_t stream)
+{
+    int r = nghttp2_session_resume_data(h2->session, stream);
+    /* Not deferred (nghttp2 will ask again anyway) is not an error. */
+    return r == 0 || r == NGHTTP2_ERR_INVALID_ARGUMENT ? 0 : submit_error(r);
+}
+
+int hb_h2_consume(hb_h2 *h2, int32_t stream, size_t n)
+{
+    int r = nghttp2_session_consume(h2->session, stream, n);
+    /* A stream closed meanwhile still credits the connection window. */
+    if (r == NGHTTP2_ERR_INVALID_ARGUMENT)
+        r = nghttp2_session_consume_connection(h2->session, n);
+    return r == 0 ? 0 : submit_error(r);
+}
+
+int hb_h2_reset(hb_h2 *h2, int32_t stream, uint32_t error_code)
+{
+    int r = nghttp2_submit_rst_stream(h2->session, NGHTTP2_FLAG_NONE, stream, error_code);
+    return r == 0 ? 0 : submit_error(r);
+}
+
+int hb_h2_goaway(hb_h2 *h2)
+{
+    int r = nghttp2_session_terminate_session(h2->session, NGHTTP2_NO_ERROR);
+    return r == 0 ? 0 : submit_error(r);
+}

@@ -1,0 +1,97 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The HTTP/2 layer: an nghttp2 session configured for HBONE, seen through a
+ * narrow interface so that nothing else includes nghttp2. Plaintext in,
+ * plaintext out; events go up to the connection through hb_h2_events.
+ */
+#ifndef HB_H2_H2_H
+#define HB_H2_H2_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "common/mem.h"
+
+/* HTTP/2 error codes (RFC 9113 section 7) libhbone uses by name. */
+#define HB_H2_NO_ERROR 0x0
+#define HB_H2_PROTOCOL_ERROR 0x1
+#define HB_H2_INTERNAL_ERROR 0x2
+#define HB_H2_REFUSED_STREAM 0x7
+#define HB_H2_CANCEL 0x8
+#define HB_H2_CONNECT_ERROR 0xa
+#define HB_H2_ENHANCE_YOUR_CALM 0xb
+
+typedef struct hb_h2 hb_h2;
+
+/* The settings libhbone advertises; defaults follow ztunnel
+ * (docs: hbone-protocol.md section 4). */
+typedef struct hb_h2_settings {
+    uint32_t stream_window;     /* INITIAL_WINDOW_SIZE */
+    uint32_t connection_window; /* raised by WINDOW_UPDATE on stream 0 */
+    uint32_t max_frame_size;
+    uint32_t max_header_list_size;
+    uint32_t max_concurrent_streams; /* server only; 0: not sent */
+} hb_h2_settings;
+
+void hb_h2_default_settings(hb_h2_settings *s, int server);
+
+/* Calls up into the connection. Each returns 0, or a negative value to
+ * reset the stream concerned (or, from on_send, to fail the connection). */
+typedef struct hb_h2_events {
+    /* Server: the peer starts a request on a new stream. */
+    int (*on_begin_request)(void *ctx, int32_t stream);
+    /* One header field of a request or response, pseudo-headers included. */
+    int (*on_header)(void *ctx, int32_t stream, const uint8_t *name, size_t name_len,
+                     const uint8_t *value, size_t value_len);
+    /* A header block is complete (request, or final response); @p end_stream
+     * tells whether it also ended the stream. */
+    int (*on_headers_done)(void *ctx, int32_t stream, int end_stream);
+    int (*on_data)(void *ctx, int32_t stream, const uint8_t *data, size_t len);
+    /* The peer ended its side (END_STREAM on DATA or trailers). */
+    int (*on_end)(void *ctx, int32_t stream);
+    void (*on_close)(void *ctx, int32_t stream, uint32_t error_code);
+    /* Copy up to @p len bytes of the stream's outgoing data into @p buf.
+     * Set *eof when that is the last of it. Return the count, or
+     * HB_H2_DEFERRED when nothing is available yet. */
+    ssize_t (*read_data)(void *ctx, int32_t stream, uint8_t *buf, size_t len, int *eof);
+    /* Serialized frames for the peer. Return 0 for more, 1 to pause until
+     * the next hb_h2_send(), or a negative error. */
+    int (*on_send)(void *ctx, const uint8_t *data, size_t len);
+} hb_h2_events;
+
+#define HB_H2_DEFERRED (-1)
+
+int hb_h2_new(hb_h2 **out, int server, const hb_h2_settings *settings, const hb_mem *mem,
+              const hb_h2_events *events, void *ctx);
+void hb_h2_del(hb_h2 *h2);
+
+/* Feed received plaintext. Returns 0 or HBONE_ERR_PROTOCOL (the session is
+ * then terminating; hb_h2_send() flushes its GOAWAY). */
+int hb_h2_recv(hb_h2 *h2, const uint8_t *data, size_t len);
+/* Serialize everything pending through events->on_send. */
+int hb_h2_send(hb_h2 *h2);
+/* True while the session has work or may receive more. */
+int hb_h2_alive(const hb_h2 *h2);
+
+/* Client: submit a CONNECT for @p authority with extra @p n headers. */
+int hb_h2_submit_connect(hb_h2 *h2, const char *authority, size_t authority_len,
+                         const char *const *names, const size_t *name_lens,
+                         const char *const *values, const size_t *value_lens, size_t n,
+                         int32_t *stream_out);
+/* Server: answer a request. With @p with_body the stream stays open for
+ * data (a 200); without, the response ends the stream. */
+int hb_h2_submit_response(hb_h2 *h2, int32_t stream, int status, const char *const *names,
+                          const size_t *name_lens, const char *const *values,
+                          const size_t *value_lens, size_t n, int with_body);
+/* Outgoing data became available (after HB_H2_DEFERRED). */
+int hb_h2_resume(hb_h2 *h2, int32_t stream);
+/* The application consumed @p n received bytes: credit the windows. */
+int hb_h2_consume(hb_h2 *h2, int32_t stream, size_t n);
+int hb_h2_reset(hb_h2 *h2, int32_t stream, uint32_t error_code);
+/* Graceful close: GOAWAY with NO_ERROR. */
+int hb_h2_goaway(hb_h2 *h2);
+
+const char *hb_h2_strerror(int nghttp2_error);
+
+#endif /* HB_H2_H2_H */

@@ -1,0 +1,552 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * HBONE connections end to end in memory: a libhbone client and server
+ * exchange ciphertext in random chunks and partial writes, and tunnels go
+ * through every part of their lifecycle.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hbone/hbone.h>
+
+#include "testlib.h"
+
+#define SERVER_ID "spiffe://cluster.local/ns/default/sa/server"
+#define MAX_TUNNELS 128
+
+/* What one side saw of one tunnel. */
+struct tunnel_log {
+    int32_t id;
+    int requested, status, ended, closed, writable;
+    uint32_t reason;
+    char host[64];
+    uint16_t port;
+    int kind;
+    char first_header[64];
+    size_t received;
+    uint32_t checksum; /* of received bytes, in order */
+};
+
+struct side {
+    hbone_conn *conn;
+    int handshakes;
+    struct tunnel_log tunnels[MAX_TUNNELS];
+    size_t n_tunnels;
+    int consume_later; /* do not credit received bytes in the data callback */
+    int auto_answer;   /* server: 0 leave pending, 200 accept, else reject */
+    int echo;          /* server: write back what arrives, shut down on end */
+};
+
+static uint32_t checksum_update(uint32_t sum, const uint8_t *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        sum = (sum ^ data[i]) * 16777619u; /* FNV-1a */
+    return sum;
+}
+
+static struct tunnel_log *log_of(struct side *s, int32_t id)
+{
+    for (size_t i = 0; i < s->n_tunnels; i++) {
+        if (s->tunnels[i].id == id)
+            return &s->tunnels[i];
+    }
+    ck_assert_uint_lt(s->n_tunnels, MAX_TUNNELS);
+    struct tunnel_log *l = &s->tunnels[s->n_tunnels++];
+    memset(l, 0, sizeof(*l));
+    l->id = id;
+    l->checksum = 2166136261u;
+    return l;
+}
+
+static void on_handshake(hbone_conn *conn, void *user)
+{
+    struct side *s = user;
+    ck_assert_ptr_nonnull(hbone_conn_peer_id(conn));
+    s->handshakes++;
+}
+
+static void on_request(hbone_conn *conn, int32_t tunnel, const char *host, size_t host_len,
+                       uint16_t port, int kind, void *user)
+{
+    struct side *s = user;
+    struct tunnel_log *l = log_of(s, tunnel);
+    l->requested = 1;
+    snprintf(l->host, sizeof(l->host), "%.*s", (int)host_len, host);
+    l->port = port;
+    l->kind = kind;
+    const char *name, *value;
+    size_t name_len, value_len;
+    if (hbone_conn_tunnel_header(conn, tunnel, 0, &name, &name_len, &value, &value_len) == 0)
+        snprintf(l->first_header, sizeof(l->first_header), "%.*s: %.*s", (int)name_len, name,
+                 (int)value_len, value);
+    if (s->auto_answer == 200)
+        ck_assert_int_eq(hbone_conn_tunnel_accept(conn, tunnel, NULL, NULL, NULL, NULL, 0), 0);
+    else if (s->auto_answer)
+        ck_assert_int_eq(hbone_conn_tunnel_reject(conn, tunnel, s->auto_answer), 0);
+}
+
+static void on_response(hbone_conn *conn, int32_t tunnel, int status, void *user)
+{
+    (void)conn;
+    log_of(user, tunnel)->status = status;
+}
+
+static void on_data(hbone_conn *conn, int32_t tunnel, const uint8_t *data, size_t len, void *user)
+{
+    struct side *s = user;
+    struct tunnel_log *l = log_of(s, tunnel);
+    l->received += len;
+    l->checksum = checksum_update(l->checksum, data, len);
+    if (s->echo) {
+        size_t accepted = 0;
+        int r = hbone_conn_tunnel_write(conn, tunnel, data, len, &accepted);
+        ck_assert_msg(r == 0 && accepted == len, "echo write: %d, %zu of %zu", r, accepted, len);
+    }
+    if (!s->consume_later)
+        ck_assert_int_eq(hbone_conn_tunnel_consume(conn, tunnel, len), 0);
+}
+
+static void on_end(hbone_conn *conn, int32_t tunnel, void *user)
+{
+    struct side *s = user;
+    log_of(s, tunnel)->ended++;
+    if (s->echo)
+        ck_assert_int_eq(hbone_conn_tunnel_shutdown(conn, tunnel), 0);
+}
+
+static void on_writable(hbone_conn *conn, int32_t tunnel, void *user)
+{
+    (void)conn;
+    log_of(user, tunnel)->writable++;
+}
+
+static void on_close(hbone_conn *conn, int32_t tunnel, uint32_t reason, void *user)
+{
+    (void)conn;
+    struct tunnel_log *l = log_of(user, tunnel);
+    l->closed++;
+    l->reason = reason;
+}
+
+static hbone_callbacks *all_callbacks(void)
+{
+    hbone_callbacks *cbs;
+    ck_assert_int_eq(hbone_callbacks_new(&cbs), 0);
+    hbone_callbacks_set_handshake(cbs, on_handshake);
+    hbone_callbacks_set_tunnel_request(cbs, on_request);
+    hbone_callbacks_set_tunnel_response(cbs, on_response);
+    hbone_callbacks_set_tunnel_data(cbs, on_data);
+    hbone_callbacks_set_tunnel_end(cbs, on_end);
+    hbone_callbacks_set_tunnel_writable(cbs, on_writable);
+    hbone_callbacks_set_tunnel_close(cbs, on_close);
+    return cbs;
+}
+
+struct pair {
+    struct side client, server;
+    unsigned seed;
+    /* Ciphertext in flight, as a TCP stream would hold it. */
+    tl_counting unused;
+    uint8_t *to_server, *to_client;
+    size_t to_server_len, to_client_len;
+};
+
+static void pair_init(struct pair *p, const char *expected, unsigned seed)
+{
+    memset(p, 0, sizeof(*p));
+    p->seed = seed;
+    hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
+    hbone_callbacks *cbs = all_callbacks();
+    ck_assert_int_eq(hbone_conn_client_new(&p->client.conn, ccfg, cbs, &p->client), 0);
+    ck_assert_int_eq(hbone_conn_server_new(&p->server.conn, scfg, cbs, &p->server), 0);
+    hbone_callbacks_del(cbs); /* connections copied it */
+    hbone_config_del(ccfg);
+    hbone_config_del(scfg);
+    hbone_spiffe_id *id = tl_id(expected);
+    ck_assert_int_eq(hbone_conn_expect_peer(p->client.conn, id), 0);
+    hbone_spiffe_id_del(id);
+}
+
+static void pair_free(struct pair *p)
+{
+    hbone_conn_del(p->client.conn);
+    hbone_conn_del(p->server.conn);
+    free(p->to_server);
+    free(p->to_client);
+}
+
+/* Take part of @p from's output (as a socket with a small buffer would). */
+static int move_output(struct pair *p, hbone_conn *from, uint8_t **queue, size_t *queue_len)
+{
+    size_t len;
+    const uint8_t *out = hbone_conn_output(from, &len);
+    if (!len)
+        return 0;
+    size_t n = (size_t)rand_r(&p->seed) % 20000 + 1;
+    if (n > len)
+        n = len;
+    *queue = realloc(*queue, *queue_len + n);
+    ck_assert_ptr_nonnull(*queue);
+    memcpy(*queue + *queue_len, out, n);
+    *queue_len += n;
+    hbone_conn_output_consume(from, n);
+    return 1;
+}
+
+/* Deliver part of the queued bytes; returns the first error, or 0. */
+static int move_input(struct pair *p, hbone_conn *to, uint8_t *queue, size_t *queue_len,
+                      int *progress)
+{
+    if (!*queue_len)
+        return 0;
+    size_t n = (size_t)rand_r(&p->seed) % 20000 + 1;
+    if (n > *queue_len)
+        n = *queue_len;
+    size_t consumed = 0;
+    int r = hbone_conn_input(to, queue, n, &consumed);
+    memmove(queue, queue + consumed, *queue_len - consumed);
+    *queue_len -= consumed;
+    *progress |= consumed > 0;
+    return r;
+}
+
+/* Move bytes both ways until nothing moves. Errors are returned per side. */
+static void pump(struct pair *p, int *client_err, int *server_err)
+{
+    int cerr = 0, serr = 0;
+    for (int rounds = 0; rounds < 1000000; rounds++) {
+        int progress = 0;
+        progress |= move_output(p, p->client.conn, &p->to_server, &p->to_server_len);
+        progress |= move_output(p, p->server.conn, &p->to_client, &p->to_client_len);
+        int r = move_input(p, p->server.conn, p->to_server, &p->to_server_len, &progress);
+        if (r < 0 && !serr)
+            serr = r;
+        r = move_input(p, p->client.conn, p->to_client, &p->to_client_len, &progress);
+        if (r < 0 && !cerr)
+            cerr = r;
+        if (!progress)
+            break;
+    }
+    if (client_err)
+        *client_err = cerr;
+    else
+        ck_assert_msg(cerr == 0, "client: %d %s", cerr, hbone_conn_error_detail(p->client.conn));
+    if (server_err)
+        *server_err = serr;
+    else
+        ck_assert_msg(serr == 0, "server: %d %s", serr, hbone_conn_error_detail(p->server.conn));
+}
+
+static int32_t open_tunnel(struct pair *p, const char *authority)
+{
+    static const char *const names[] = {"forwarded", "baggage"};
+    static const size_t name_lens[] = {9, 7};
+    static const char *const values[] = {"for=\"10.0.0.1:34567\"", ""};
+    static const size_t value_lens[] = {20, 0};
+    int32_t id = 0;
+    int r = hbone_conn_tunnel_open(p->client.conn, authority, strlen(authority), names, name_lens,
+                                   values, value_lens, 2, &id);
+    ck_assert_msg(r == 0, "open %s: %s", authority, hbone_strerror(r));
+    ck_assert_int_gt(id, 0);
+    return id;
+}
+
+/* Write all of @p len pattern bytes, pumping whenever the tunnel is full. */
+static void write_all(struct pair *p, struct side *s, int32_t id, size_t len, uint32_t *sum)
+{
+    uint8_t chunk[70000];
+    size_t sent = 0;
+    while (sent < len) {
+        size_t n = (size_t)rand_r(&p->seed) % sizeof(chunk) + 1;
+        if (n > len - sent)
+            n = len - sent;
+        for (size_t i = 0; i < n; i++)
+            chunk[i] = (uint8_t)((sent + i) * 131 + 7);
+        size_t accepted = 0;
+        int r = hbone_conn_tunnel_write(s->conn, id, chunk, n, &accepted);
+        if (r == HBONE_ERR_AGAIN) {
+            ck_assert_uint_eq(accepted, 0);
+            pump(p, NULL, NULL);
+            continue;
+        }
+        ck_assert_int_eq(r, 0);
+        *sum = checksum_update(*sum, chunk, accepted);
+        sent += accepted;
+    }
+}
+
+START_TEST(tunnel_lifecycle_with_data_both_ways)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 1000 + (unsigned)_i);
+    p.server.auto_answer = 200;
+    p.server.echo = 1;
+    int32_t id = open_tunnel(&p, "10.0.0.2:8080");
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(p.client.handshakes, 1);
+    ck_assert_int_eq(p.server.handshakes, 1);
+    struct tunnel_log *srv = log_of(&p.server, id), *cli = log_of(&p.client, id);
+    ck_assert_int_eq(srv->requested, 1);
+    ck_assert_str_eq(srv->host, "10.0.0.2");
+    ck_assert_uint_eq(srv->port, 8080);
+    ck_assert_int_eq(srv->kind, HBONE_AUTHORITY_IPV4);
+    ck_assert_str_eq(srv->first_header, "forwarded: for=\"10.0.0.1:34567\"");
+    ck_assert_int_eq(cli->status, 200);
+    ck_assert_str_eq(hbone_spiffe_id_str(hbone_conn_peer_id(p.server.conn), NULL),
+                     "spiffe://cluster.local/ns/default/sa/client");
+
+    uint32_t sent = 2166136261u;
+    size_t len = 3 * 1024 * 1024 + 17; /* below the 4 MiB window, above one buffer */
+    write_all(&p, &p.client, id, len, &sent);
+    ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, id), 0);
+    pump(&p, NULL, NULL);
+    /* The server saw every byte, echoed it, and ended when the client did. */
+    ck_assert_uint_eq(srv->received, len);
+    ck_assert_uint_eq(srv->checksum, sent);
+    ck_assert_uint_eq(cli->received, len);
+    ck_assert_uint_eq(cli->checksum, sent);
+    ck_assert_int_eq(srv->ended, 1);
+    ck_assert_int_eq(cli->ended, 1);
+    ck_assert_int_eq(srv->closed, 1);
+    ck_assert_int_eq(cli->closed, 1);
+    ck_assert_uint_eq(srv->reason, 0);
+    ck_assert_uint_eq(cli->reason, 0);
+    /* The id is gone after its close event. */
+    size_t accepted;
+    ck_assert_int_eq(hbone_conn_tunnel_write(p.client.conn, id, (const uint8_t *)"x", 1, &accepted),
+                     HBONE_ERR_NOT_FOUND);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(rejected_tunnels_report_their_status)
+{
+    static const int statuses[] = {401, 503, 403};
+    struct pair p;
+    pair_init(&p, SERVER_ID, 7);
+    p.server.auto_answer = statuses[_i];
+    int32_t id = open_tunnel(&p, "[fd00::2]:80");
+    pump(&p, NULL, NULL);
+    struct tunnel_log *cli = log_of(&p.client, id), *srv = log_of(&p.server, id);
+    ck_assert_int_eq(srv->kind, HBONE_AUTHORITY_IPV6);
+    ck_assert_str_eq(srv->host, "fd00::2");
+    ck_assert_int_eq(cli->status, statuses[_i]);
+    ck_assert_int_eq(cli->closed, 1);
+    ck_assert_int_eq(srv->closed, 1);
+    ck_assert_int_eq(cli->ended, 0); /* a refusal is not data that ended */
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(later_answer_and_half_close_from_the_server)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 99);
+    int32_t id = open_tunnel(&p, "127.0.0.1:9");
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.server, id)->requested, 1);
+    ck_assert_int_eq(log_of(&p.client, id)->status, 0); /* still waiting */
+    /* Data written before the answer waits for the 200. */
+    size_t accepted;
+    ck_assert_int_eq(
+        hbone_conn_tunnel_write(p.client.conn, id, (const uint8_t *)"early", 5, &accepted), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_uint_eq(log_of(&p.server, id)->received, 0);
+    static const char *const names[] = {"baggage"};
+    static const size_t name_lens[] = {7};
+    static const char *const values[] = {"k8s.namespace.name=default"};
+    static const size_t value_lens[] = {26};
+    ck_assert_int_eq(
+        hbone_conn_tunnel_accept(p.server.conn, id, names, name_lens, values, value_lens, 1), 0);
+    ck_assert_int_eq(hbone_conn_tunnel_accept(p.server.conn, id, NULL, NULL, NULL, NULL, 0),
+                     HBONE_ERR_INVALID_STATE);
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.client, id)->status, 200);
+    ck_assert_uint_eq(log_of(&p.server, id)->received, 5);
+    /* The server ends its side first; the client can still send. */
+    ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.server.conn, id), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.client, id)->ended, 1);
+    ck_assert_int_eq(log_of(&p.client, id)->closed, 0);
+    ck_assert_int_eq(
+        hbone_conn_tunnel_write(p.client.conn, id, (const uint8_t *)"more", 4, &accepted), 0);
+    ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, id), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_uint_eq(log_of(&p.server, id)->received, 9);
+    ck_assert_int_eq(log_of(&p.server, id)->ended, 1);
+    ck_assert_int_eq(log_of(&p.client, id)->closed, 1);
+    ck_assert_uint_eq(log_of(&p.client, id)->reason, 0);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(reset_carries_its_code)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 5);
+    p.server.auto_answer = 200;
+    int32_t id = open_tunnel(&p, "10.1.2.3:443");
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(hbone_conn_tunnel_reset(p.client.conn, id, 0xa), 0); /* CONNECT_ERROR */
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.server, id)->closed, 1);
+    ck_assert_uint_eq(log_of(&p.server, id)->reason, 0xa);
+    ck_assert_int_eq(log_of(&p.client, id)->closed, 1);
+    ck_assert_uint_eq(log_of(&p.client, id)->reason, 0xa);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(many_tunnels_share_one_connection)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 31337);
+    p.server.auto_answer = 200;
+    p.server.echo = 1;
+    enum { N = 100 };
+    int32_t ids[N];
+    uint32_t sums[N];
+    for (int i = 0; i < N; i++) {
+        char authority[32];
+        snprintf(authority, sizeof(authority), "10.0.%d.%d:%d", i / 250, i % 250 + 1, 1000 + i);
+        ids[i] = open_tunnel(&p, authority);
+        sums[i] = 2166136261u;
+    }
+    pump(&p, NULL, NULL);
+    for (int i = 0; i < N; i++) {
+        ck_assert_int_eq(log_of(&p.client, ids[i])->status, 200);
+        write_all(&p, &p.client, ids[i], 20000 + (size_t)i * 97, &sums[i]);
+        ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, ids[i]), 0);
+    }
+    pump(&p, NULL, NULL);
+    for (int i = 0; i < N; i++) {
+        struct tunnel_log *cli = log_of(&p.client, ids[i]);
+        ck_assert_uint_eq(cli->received, 20000 + (size_t)i * 97);
+        ck_assert_uint_eq(cli->checksum, sums[i]);
+        ck_assert_int_eq(cli->closed, 1);
+        ck_assert_uint_eq(cli->reason, 0);
+    }
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(lost_connection_aborts_every_tunnel)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 3);
+    p.server.auto_answer = 200;
+    int32_t a = open_tunnel(&p, "10.0.0.1:1"), b = open_tunnel(&p, "10.0.0.1:2");
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(hbone_conn_input_eof(p.server.conn), 0);
+    ck_assert_int_eq(log_of(&p.server, a)->closed, 1);
+    ck_assert_int_eq(log_of(&p.server, b)->closed, 1);
+    ck_assert_uint_eq(log_of(&p.server, a)->reason, HBONE_CLOSE_CONNECTION_LOST);
+    ck_assert_uint_eq(log_of(&p.server, b)->reason, HBONE_CLOSE_CONNECTION_LOST);
+    ck_assert_int_eq(hbone_conn_is_closed(p.server.conn), 1);
+    ck_assert_int_eq(hbone_conn_input_eof(p.client.conn), 0);
+    ck_assert_uint_eq(log_of(&p.client, a)->reason, HBONE_CLOSE_CONNECTION_LOST);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(wrong_server_identity_fails_before_any_connect)
+{
+    struct pair p;
+    pair_init(&p, "spiffe://cluster.local/ns/default/sa/payments", 11);
+    p.server.auto_answer = 200;
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    int cerr = 0, serr = 0;
+    pump(&p, &cerr, &serr);
+    ck_assert_int_eq(cerr, HBONE_ERR_ID_MISMATCH);
+    ck_assert_str_eq(hbone_conn_error_detail(p.client.conn),
+                     "peer presented " SERVER_ID
+                     ", expected spiffe://cluster.local/ns/default/sa/payments");
+    ck_assert_int_eq(log_of(&p.server, id)->requested, 0);
+    ck_assert_uint_eq(log_of(&p.client, id)->reason, HBONE_CLOSE_CONNECTION_LOST);
+    ck_assert_int_eq(hbone_conn_is_closed(p.client.conn), 1);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(backpressure_until_the_peer_consumes)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 77);
+    p.server.auto_answer = 200;
+    p.server.consume_later = 1; /* the server's application stops reading */
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    uint8_t chunk[65536];
+    memset(chunk, 0x5a, sizeof(chunk));
+    size_t total = 0, accepted = 0;
+    int r = 0;
+    /* The client can queue only the peer's window plus its own buffer. */
+    for (int i = 0; i < 1000; i++) {
+        r = hbone_conn_tunnel_write(p.client.conn, id, chunk, sizeof(chunk), &accepted);
+        if (r == HBONE_ERR_AGAIN) {
+            pump(&p, NULL, NULL);
+            r = hbone_conn_tunnel_write(p.client.conn, id, chunk, sizeof(chunk), &accepted);
+            if (r == HBONE_ERR_AGAIN)
+                break;
+        }
+        ck_assert_int_eq(r, 0);
+        total += accepted;
+    }
+    ck_assert_int_eq(r, HBONE_ERR_AGAIN);
+    struct tunnel_log *srv = log_of(&p.server, id), *cli = log_of(&p.client, id);
+    ck_assert_uint_eq(srv->received, 4u * 1024 * 1024); /* exactly the stream window */
+    ck_assert_uint_gt(total, srv->received);
+    int writable_before = cli->writable;
+    /* The server's application reads it all: the window opens again. */
+    ck_assert_int_eq(hbone_conn_tunnel_consume(p.server.conn, id, srv->received), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_int_gt(cli->writable, writable_before);
+    ck_assert_uint_eq(srv->received, total);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(client_api_refuses_bad_requests)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 1);
+    int32_t id;
+    ck_assert_int_eq(
+        hbone_conn_tunnel_open(p.client.conn, "10.0.0.2", 8, NULL, NULL, NULL, NULL, 0, &id),
+        HBONE_ERR_AUTHORITY);
+    static const char *const names[] = {":path"};
+    static const size_t name_lens[] = {5};
+    static const char *const values[] = {"/"};
+    static const size_t value_lens[] = {1};
+    ck_assert_int_eq(hbone_conn_tunnel_open(p.client.conn, "10.0.0.2:80", 11, names, name_lens,
+                                            values, value_lens, 1, &id),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(
+        hbone_conn_tunnel_open(p.server.conn, "10.0.0.2:80", 11, NULL, NULL, NULL, NULL, 0, &id),
+        HBONE_ERR_INVALID_STATE);
+    ck_assert_int_eq(hbone_conn_tunnel_reject(p.server.conn, 1, 200), HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_conn_tunnel_accept(p.server.conn, 1, NULL, NULL, NULL, NULL, 0),
+                     HBONE_ERR_NOT_FOUND);
+    pair_free(&p);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("conn");
+    TCase *tc = tcase_create("tunnels");
+    tcase_set_timeout(tc, 120);
+    tcase_add_loop_test(tc, tunnel_lifecycle_with_data_both_ways, 0, 3);
+    tcase_add_loop_test(tc, rejected_tunnels_report_their_status, 0, 3);
+    tcase_add_test(tc, later_answer_and_half_close_from_the_server);
+    tcase_add_test(tc, reset_carries_its_code);
+    tcase_add_test(tc, many_tunnels_share_one_connection);
+    tcase_add_test(tc, lost_connection_aborts_every_tunnel);
+    tcase_add_test(tc, wrong_server_identity_fails_before_any_connect);
+    tcase_add_test(tc, backpressure_until_the_peer_consumes);
+    tcase_add_test(tc, client_api_refuses_bad_requests);
+    suite_add_tcase(s, tc);
+    return tl_run_suite(s);
+}
