@@ -51,8 +51,9 @@ struct hbone_conn {
     int error;  /* sticky fatal error */
     hb_detail detail;
     hb_tunnel *tunnels;
-    /* Plaintext frames waiting to fill a TLS record. */
-    uint8_t record[RECORD_PLAINTEXT];
+    /* Plaintext frames waiting to fill a TLS record; allocated only while
+     * hbone_conn_output() frames, so an idle connection does not hold it. */
+    uint8_t *record;
     size_t record_len;
 };
 
@@ -125,6 +126,10 @@ static void close_tunnel(hbone_conn *c, hb_tunnel *t, uint32_t reason)
 {
     if (t->visible && c->cbs.tunnel_close)
         c->cbs.tunnel_close(c, t->id, reason, c->user_data);
+    /* Bytes the application can no longer consume still count against the
+     * connection window: give them back, or the connection would shrink. */
+    if (t->unconsumed && !c->closed)
+        (void)hb_h2_consume(c->h2, t->id, t->unconsumed);
     remove_tunnel(c, t);
 }
 
@@ -215,7 +220,7 @@ static int request_done(hbone_conn *c, hb_tunnel *t, int end_stream)
 }
 
 /* Client: a final response arrived. */
-static int response_done(hbone_conn *c, hb_tunnel *t, int end_stream)
+static int response_done(hbone_conn *c, hb_tunnel *t)
 {
     if (t->status >= 100 && t->status < 200) {
         t->status = 0; /* informational: the final response follows */
@@ -234,26 +239,35 @@ static int response_done(hbone_conn *c, hb_tunnel *t, int end_stream)
         t->deferred = 0;
         return hb_h2_resume(c->h2, t->id);
     }
-    (void)end_stream;
     return 0;
+}
+
+/* The peer ended its side: tell the application once. */
+static void peer_ended(hbone_conn *c, hb_tunnel *t)
+{
+    if (!t->visible || t->peer_ended)
+        return;
+    t->peer_ended = 1;
+    if (c->cbs.tunnel_end)
+        c->cbs.tunnel_end(c, t->id, c->user_data);
 }
 
 static int on_headers_done(void *ctx, int32_t stream, int end_stream)
 {
     hbone_conn *c = ctx;
     hb_tunnel *t = find_tunnel(c, stream);
-    if (!t || t->answered) {
-        /* A second header block on a tunnel (trailers) ends it like DATA. */
-        return t && end_stream && c->cbs.tunnel_end
-                   ? (c->cbs.tunnel_end(c, stream, c->user_data), 0)
-                   : 0;
+    if (!t)
+        return 0;
+    if (t->answered) {
+        /* A later header block (trailers) can only end the tunnel. */
+        if (end_stream)
+            peer_ended(c, t);
+        return 0;
     }
-    int r = c->server ? request_done(c, t, end_stream) : response_done(c, t, end_stream);
-    if (r == 0 && end_stream && (t = find_tunnel(c, stream)) && t->visible && t->established) {
-        t->peer_ended = 1;
-        if (c->cbs.tunnel_end)
-            c->cbs.tunnel_end(c, stream, c->user_data);
-    }
+    int r = c->server ? request_done(c, t, end_stream) : response_done(c, t);
+    /* A 200 that also ends the stream: established, and already ended. */
+    if (r == 0 && end_stream && (t = find_tunnel(c, stream)) && t->established)
+        peer_ended(c, t);
     return r;
 }
 
@@ -265,10 +279,10 @@ static int on_data(void *ctx, int32_t stream, const uint8_t *data, size_t len)
         /* Nobody will consume these bytes: give the window back now. */
         return hb_h2_consume(c->h2, stream, len);
     }
-    if (c->cbs.tunnel_data)
-        c->cbs.tunnel_data(c, stream, data, len, c->user_data);
-    else
+    if (!c->cbs.tunnel_data)
         return hb_h2_consume(c->h2, stream, len);
+    t->unconsumed += len;
+    c->cbs.tunnel_data(c, stream, data, len, c->user_data);
     return 0;
 }
 
@@ -276,11 +290,8 @@ static int on_end(void *ctx, int32_t stream)
 {
     hbone_conn *c = ctx;
     hb_tunnel *t = find_tunnel(c, stream);
-    if (t && t->visible && !t->peer_ended) {
-        t->peer_ended = 1;
-        if (c->cbs.tunnel_end)
-            c->cbs.tunnel_end(c, stream, c->user_data);
-    }
+    if (t)
+        peer_ended(c, t);
     return 0;
 }
 
@@ -333,6 +344,8 @@ static int flush_record(hbone_conn *c)
 static int on_send(void *ctx, const uint8_t *data, size_t len)
 {
     hbone_conn *c = ctx;
+    if (!c->record && !(c->record = hb_malloc(c->mem, RECORD_PLAINTEXT)))
+        return HBONE_ERR_NOMEM;
     while (len > 0) {
         size_t room = RECORD_PLAINTEXT - c->record_len;
         size_t n = len < room ? len : room;
@@ -409,6 +422,7 @@ void hbone_conn_del(hbone_conn *c)
         remove_tunnel(c, c->tunnels);
     hb_h2_del(c->h2);
     hb_tls_del(c->tls);
+    hb_free(&cfg->mem, c->record);
     hb_free(&cfg->mem, c);
     hbone_config_del(cfg);
 }
@@ -513,6 +527,8 @@ const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len)
             int r = hb_h2_send(c->h2);
             if (r == 0)
                 r = flush_record(c);
+            hb_free(c->mem, c->record);
+            c->record = NULL;
             if (r < 0) {
                 hb_detail_set(&c->detail, r, "sending failed: %s", hbone_strerror(r));
                 fail(c, r);
@@ -697,9 +713,15 @@ int hbone_conn_tunnel_write(hbone_conn *c, int32_t tunnel, const uint8_t *data, 
 
 int hbone_conn_tunnel_consume(hbone_conn *c, int32_t tunnel, size_t n)
 {
-    if (!app_tunnel(c, tunnel))
+    hb_tunnel *t = app_tunnel(c, tunnel);
+    if (!t)
         return HBONE_ERR_NOT_FOUND;
-    return hb_h2_consume(c->h2, tunnel, n);
+    if (n > t->unconsumed)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    int r = hb_h2_consume(c->h2, tunnel, n);
+    if (r == 0)
+        t->unconsumed -= n;
+    return r;
 }
 
 int hbone_conn_tunnel_shutdown(hbone_conn *c, int32_t tunnel)

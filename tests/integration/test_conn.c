@@ -258,6 +258,7 @@ static void write_all(struct pair *p, struct side *s, int32_t id, size_t len, ui
 {
     uint8_t chunk[70000];
     size_t sent = 0;
+    int stalls = 0;
     while (sent < len) {
         size_t n = (size_t)rand_r(&p->seed) % sizeof(chunk) + 1;
         if (n > len - sent)
@@ -268,9 +269,11 @@ static void write_all(struct pair *p, struct side *s, int32_t id, size_t len, ui
         int r = hbone_conn_tunnel_write(s->conn, id, chunk, n, &accepted);
         if (r == HBONE_ERR_AGAIN) {
             ck_assert_uint_eq(accepted, 0);
+            ck_assert_msg(++stalls < 100, "tunnel %d stalled after %zu bytes", (int)id, sent);
             pump(p, NULL, NULL);
             continue;
         }
+        stalls = 0;
         ck_assert_int_eq(r, 0);
         *sum = checksum_update(*sum, chunk, accepted);
         sent += accepted;
@@ -533,6 +536,53 @@ START_TEST(client_api_refuses_bad_requests)
 }
 END_TEST
 
+START_TEST(closed_tunnels_return_their_window)
+{
+    /* The server's application never consumes; each tunnel fills its 4 MiB
+     * stream window and is then reset. Five of them exceed the 16 MiB
+     * connection window: the last gets through only if closing a tunnel
+     * gives its unconsumed bytes back to the connection. */
+    struct pair p;
+    pair_init(&p, SERVER_ID, 4242);
+    p.server.auto_answer = 200;
+    p.server.consume_later = 1;
+    static uint8_t chunk[1 << 20];
+    memset(chunk, 0xa5, sizeof(chunk));
+    for (int i = 0; i < 5; i++) {
+        int32_t id = open_tunnel(&p, "10.0.0.2:80");
+        pump(&p, NULL, NULL);
+        for (int m = 0; m < 4; m++) {
+            size_t accepted = 0, off = 0;
+            int stalls = 0;
+            while (off < sizeof(chunk)) {
+                int r = hbone_conn_tunnel_write(p.client.conn, id, chunk + off, sizeof(chunk) - off,
+                                                &accepted);
+                if (r == HBONE_ERR_AGAIN) {
+                    /* A stalled window shows as AGAIN that pumping cannot clear. */
+                    ck_assert_msg(++stalls < 100, "tunnel %d stalled after %zu bytes", i,
+                                  (size_t)m * sizeof(chunk) + off);
+                    pump(&p, NULL, NULL);
+                    continue;
+                }
+                stalls = 0;
+                ck_assert_int_eq(r, 0);
+                off += accepted;
+            }
+        }
+        pump(&p, NULL, NULL);
+        ck_assert_msg(log_of(&p.server, id)->received == 4u << 20, "tunnel %d: %zu bytes", i,
+                      log_of(&p.server, id)->received);
+        /* Consuming more than was delivered is refused. */
+        ck_assert_int_eq(hbone_conn_tunnel_consume(p.server.conn, id, (4u << 20) + 1),
+                         HBONE_ERR_INVALID_ARGUMENT);
+        ck_assert_int_eq(hbone_conn_tunnel_reset(p.client.conn, id, 0x8), 0);
+        pump(&p, NULL, NULL);
+        ck_assert_int_eq(log_of(&p.server, id)->closed, 1);
+    }
+    pair_free(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conn");
@@ -547,6 +597,7 @@ int main(void)
     tcase_add_test(tc, wrong_server_identity_fails_before_any_connect);
     tcase_add_test(tc, backpressure_until_the_peer_consumes);
     tcase_add_test(tc, client_api_refuses_bad_requests);
+    tcase_add_test(tc, closed_tunnels_return_their_window);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }
