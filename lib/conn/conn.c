@@ -161,6 +161,13 @@ static int on_begin_request(void *ctx, int32_t stream)
     return add_tunnel(c, stream) ? 0 : HBONE_ERR_NOMEM;
 }
 
+static void on_invalid_header(void *ctx, int32_t stream)
+{
+    hb_tunnel *t = find_tunnel(ctx, stream);
+    if (t)
+        t->resetting = 1;
+}
+
 static int on_header(void *ctx, int32_t stream, const uint8_t *name, size_t name_len,
                      const uint8_t *value, size_t value_len)
 {
@@ -191,6 +198,9 @@ static int on_header(void *ctx, int32_t stream, const uint8_t *name, size_t name
         }
         return 0;
     }
+    /* A CONNECT carries no message body, so no length for one. */
+    if (name_len == 14 && memcmp(name, "content-length", 14) == 0)
+        t->bad_request = 1;
     return hb_tunnel_add_header(c->mem, t, name, name_len, value, value_len);
 }
 
@@ -264,6 +274,8 @@ static int on_headers_done(void *ctx, int32_t stream, int end_stream)
             peer_ended(c, t);
         return 0;
     }
+    if (t->resetting)
+        return 0;
     int r = c->server ? request_done(c, t, end_stream) : response_done(c, t);
     /* A 200 that also ends the stream: established, and already ended. */
     if (r == 0 && end_stream && (t = find_tunnel(c, stream)) && t->established)
@@ -365,7 +377,15 @@ static int on_send(void *ctx, const uint8_t *data, size_t len)
 }
 
 static const hb_h2_events h2_events = {
-    on_begin_request, on_header, on_headers_done, on_data, on_end, on_close, read_data, on_send,
+    .on_begin_request = on_begin_request,
+    .on_invalid_header = on_invalid_header,
+    .on_header = on_header,
+    .on_headers_done = on_headers_done,
+    .on_data = on_data,
+    .on_end = on_end,
+    .on_close = on_close,
+    .read_data = read_data,
+    .on_send = on_send,
 };
 
 /* --- connection ------------------------------------------------------------- */

@@ -27,8 +27,9 @@ typedef struct hb_tunnel {
     unsigned want_writable : 1; /* a write returned AGAIN */
     unsigned bad_request : 1;   /* server: not a CONNECT we will serve */
     unsigned peer_ended : 1;
-    int status;        /* client: :status being received */
-    size_t unconsumed; /* delivered, not yet consumed by the application */
+    unsigned resetting : 1; /* reset by the HTTP/2 layer: nothing more to do */
+    int status;             /* client: :status being received */
+    size_t unconsumed;      /* delivered, not yet consumed by the application */
     /* Bytes the application wrote, not yet framed. */
     uint8_t *out;
     size_t out_off, out_len, out_cap;

@@ -75,6 +75,25 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
     return 0;
 }
 
+/* nghttp2 would silently drop such a field; RFC 9113 section 8.2.1 calls the
+ * message malformed, so the stream is reset instead. */
+static int on_invalid_header(nghttp2_session *session, const nghttp2_frame *frame,
+                             const uint8_t *name, size_t name_len, const uint8_t *value,
+                             size_t value_len, uint8_t flags, void *user)
+{
+    (void)name;
+    (void)name_len;
+    (void)value;
+    (void)value_len;
+    (void)flags;
+    hb_h2 *h2 = user;
+    if (nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_PROTOCOL_ERROR) != 0)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    h2->events->on_invalid_header(h2->ctx, frame->hd.stream_id);
+    return 0;
+}
+
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     (void)session;
@@ -139,6 +158,7 @@ static int configure(hb_h2 *h2, nghttp2_session_callbacks *cbs, nghttp2_option *
 {
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_invalid_header_callback(cbs, on_invalid_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);

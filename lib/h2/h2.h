@@ -41,6 +41,9 @@ void hb_h2_default_settings(hb_h2_settings *s, int server);
 typedef struct hb_h2_events {
     /* Server: the peer starts a request on a new stream. */
     int (*on_begin_request)(void *ctx, int32_t stream);
+    /* A header field that HTTP/2 forbids (uppercase name, connection-specific,
+     * bad characters): the stream is already being reset (PROTOCOL_ERROR). */
+    void (*on_invalid_header)(void *ctx, int32_t stream);
     /* One header field of a request or response, pseudo-headers included. */
     int (*on_header)(void *ctx, int32_t stream, const uint8_t *name, size_t name_len,
                      const uint8_t *value, size_t value_len);

@@ -1,0 +1,193 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * What an HBONE server does with requests that are not a well-formed classic
+ * CONNECT, sent by a raw HTTP/2 client: each is answered (400) or reset
+ * without the application seeing it, and the connection keeps serving.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <hbone/hbone.h>
+
+#include "raw_h2.h"
+#include "testlib.h"
+
+struct server_log {
+    int requests;
+    char last_host[64];
+};
+
+static void on_request(hbone_conn *conn, int32_t tunnel, const char *host, size_t host_len,
+                       uint16_t port, int kind, void *user)
+{
+    (void)port;
+    (void)kind;
+    struct server_log *log = user;
+    log->requests++;
+    snprintf(log->last_host, sizeof(log->last_host), "%.*s", (int)host_len, host);
+    ck_assert_int_eq(hbone_conn_tunnel_accept(conn, tunnel, NULL, NULL, NULL, NULL, 0), 0);
+}
+
+struct fixture {
+    raw_h2 *client;
+    hbone_conn *server;
+    struct server_log log;
+};
+
+static void setup(struct fixture *f)
+{
+    memset(f, 0, sizeof(*f));
+    hbone_config *cfg = tl_config("server", NULL);
+    hbone_callbacks *cbs;
+    ck_assert_int_eq(hbone_callbacks_new(&cbs), 0);
+    hbone_callbacks_set_tunnel_request(cbs, on_request);
+    ck_assert_int_eq(hbone_conn_server_new(&f->server, cfg, cbs, &f->log), 0);
+    hbone_callbacks_del(cbs);
+    hbone_config_del(cfg);
+    f->client = raw_h2_new();
+}
+
+static void teardown(struct fixture *f)
+{
+    raw_h2_del(f->client);
+    hbone_conn_del(f->server);
+}
+
+/* A good CONNECT still works: the canary after every bad request. */
+static void check_canary(struct fixture *f)
+{
+    static const char *const good[] = {":method", "CONNECT", ":authority", "10.9.8.7:443"};
+    int before = f->log.requests;
+    int32_t id = raw_h2_request(f->client, good, 2, 0);
+    raw_h2_pump(f->client, f->server);
+    ck_assert_int_eq(f->log.requests, before + 1);
+    ck_assert_str_eq(f->log.last_host, "10.9.8.7");
+    ck_assert_int_eq(raw_h2_stream_of(f->client, id)->status, 200);
+}
+
+struct bad_request {
+    const char *name;
+    const char *fields[12];
+    size_t n_fields;
+    int end_stream;
+    int status;          /* expected :status, or 0 for a reset */
+    uint32_t reset_code; /* when status is 0 */
+};
+
+/* clang-format off */
+static const struct bad_request bad_requests[] = {
+    {"authority without port", {":method", "CONNECT", ":authority", "10.0.0.2"}, 2, 0, 400, 0},
+    {"authority port 0", {":method", "CONNECT", ":authority", "10.0.0.2:0"}, 2, 0, 400, 0},
+    {"hostname not enabled", {":method", "CONNECT", ":authority", "example.com:80"}, 2, 0, 400, 0},
+    {"ipv6 with zone", {":method", "CONNECT", ":authority", "[fe80::1%eth0]:80"}, 2, 0, 400, 0},
+    {"userinfo", {":method", "CONNECT", ":authority", "a@10.0.0.2:80"}, 2, 0, 400, 0},
+    {"GET instead of CONNECT",
+     {":method", "GET", ":scheme", "https", ":path", "/", ":authority", "10.0.0.2:80"}, 4, 1, 400, 0},
+    {"CONNECT with END_STREAM", {":method", "CONNECT", ":authority", "10.0.0.2:80"}, 2, 1, 400, 0},
+    {"content-length on CONNECT",
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "content-length", "0"}, 3, 0, 400, 0},
+    {"CONNECT with :path",
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", ":path", "/"}, 3, 0, 0, 0x1},
+    {"CONNECT with :scheme",
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", ":scheme", "https"}, 3, 0, 0, 0x1},
+    {"extended CONNECT (:protocol)",
+     {":method", "CONNECT", ":protocol", "websocket", ":scheme", "https", ":path", "/",
+      ":authority", "10.0.0.2:80"}, 5, 0, 0, 0x1},
+    {"missing :authority", {":method", "CONNECT"}, 1, 0, 0, 0x1},
+    {"uppercase header name",
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "Baggage", "x"}, 3, 0, 0, 0x1},
+    {"space in a header name",
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "x y", "1"}, 3, 0, 0, 0x1},
+    {"newline in a header value",
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "baggage", "a\nb"}, 3, 0, 0, 0x1},
+    {"parentheses in a header name",
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "x(y)", "1"}, 3, 0, 0, 0x1},
+    {"connection-specific header",
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "connection", "close"}, 3, 0, 0, 0x1},
+};
+/* clang-format on */
+#define N_BAD (sizeof(bad_requests) / sizeof(bad_requests[0]))
+
+START_TEST(bad_request_is_answered_without_the_application)
+{
+    const struct bad_request *b = &bad_requests[_i];
+    struct fixture f;
+    setup(&f);
+    int32_t id = raw_h2_request(f.client, b->fields, b->n_fields, b->end_stream);
+    raw_h2_pump(f.client, f.server);
+    const raw_h2_stream *s = raw_h2_stream_of(f.client, id);
+    ck_assert_msg(f.log.requests == 0, "%s reached the application", b->name);
+    if (b->status) {
+        ck_assert_msg(s->status == b->status, "%s: status %d, want %d", b->name, s->status,
+                      b->status);
+        ck_assert_msg(s->ended, "%s: the refusal did not end the stream", b->name);
+    } else {
+        ck_assert_msg(s->closed && s->status == 0 && s->close_code == b->reset_code,
+                      "%s: closed %d status %d code %u, want reset %u", b->name, s->closed,
+                      s->status, s->close_code, b->reset_code);
+    }
+    check_canary(&f);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(oversized_headers_reset_one_stream)
+{
+    struct fixture f;
+    setup(&f);
+    /* 100 fields of 700 bytes: over the 64 KiB header list we advertise. */
+    static char value[701];
+    memset(value, 'v', 700);
+    const char *fields[2 * 100];
+    char names[98][8];
+    fields[0] = ":method";
+    fields[1] = "CONNECT";
+    fields[2] = ":authority";
+    fields[3] = "10.0.0.2:80";
+    for (int i = 0; i < 98; i++) {
+        snprintf(names[i], sizeof(names[i]), "x-%03d", i);
+        fields[4 + 2 * i] = names[i];
+        fields[5 + 2 * i] = value;
+    }
+    int32_t id = raw_h2_request(f.client, fields, 100, 0);
+    raw_h2_pump(f.client, f.server);
+    const raw_h2_stream *s = raw_h2_stream_of(f.client, id);
+    ck_assert_int_eq(f.log.requests, 0);
+    ck_assert_int_eq(s->closed, 1);
+    ck_assert_int_eq(s->status, 0);
+    ck_assert_uint_ne(s->close_code, 0);
+    check_canary(&f);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(request_headers_reach_the_application)
+{
+    struct fixture f;
+    setup(&f);
+    static const char *const fields[] = {":method",    "CONNECT",
+                                         ":authority", "[fd00::9]:15008",
+                                         "forwarded",  "for=\"[fd00::1]:4000\"",
+                                         "baggage",    "k8s.namespace.name=ns"};
+    int32_t id = raw_h2_request(f.client, fields, 4, 0);
+    raw_h2_pump(f.client, f.server);
+    ck_assert_int_eq(f.log.requests, 1);
+    ck_assert_str_eq(f.log.last_host, "fd00::9");
+    ck_assert_int_eq(raw_h2_stream_of(f.client, id)->status, 200);
+    teardown(&f);
+}
+END_TEST
+
+int main(void)
+{
+    Suite *s = suite_create("conn-requests");
+    TCase *tc = tcase_create("requests");
+    tcase_set_timeout(tc, 60);
+    tcase_add_loop_test(tc, bad_request_is_answered_without_the_application, 0, (int)N_BAD);
+    tcase_add_test(tc, oversized_headers_reset_one_stream);
+    tcase_add_test(tc, request_headers_reach_the_application);
+    suite_add_tcase(s, tc);
+    return tl_run_suite(s);
+}

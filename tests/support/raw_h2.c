@@ -1,0 +1,202 @@
+/* SPDX-License-Identifier: MIT */
+#include "raw_h2.h"
+
+#include <check.h>
+#include <nghttp2/nghttp2.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "testlib.h"
+#include "tls/tls.h"
+
+struct raw_h2 {
+    hb_tls *tls;
+    nghttp2_session *session;
+    int handshake_done;
+    raw_h2_stream streams[RAW_H2_MAX_STREAMS];
+    size_t n_streams;
+    uint8_t *to_server, *to_client;
+    size_t to_server_len, to_client_len;
+};
+
+static raw_h2_stream *stream_of(raw_h2 *c, int32_t id)
+{
+    for (size_t i = 0; i < c->n_streams; i++) {
+        if (c->streams[i].id == id)
+            return &c->streams[i];
+    }
+    ck_assert_uint_lt(c->n_streams, RAW_H2_MAX_STREAMS);
+    raw_h2_stream *s = &c->streams[c->n_streams++];
+    memset(s, 0, sizeof(*s));
+    s->id = id;
+    return s;
+}
+
+const raw_h2_stream *raw_h2_stream_of(const raw_h2 *c, int32_t id)
+{
+    return stream_of((raw_h2 *)c, id);
+}
+
+static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
+                     void *user)
+{
+    (void)session;
+    (void)flags;
+    if (name_len == 7 && memcmp(name, ":status", 7) == 0 && value_len == 3)
+        stream_of(user, frame->hd.stream_id)->status = atoi((const char *)value);
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    (void)session;
+    if (frame->hd.stream_id && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
+        (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA))
+        stream_of(user, frame->hd.stream_id)->ended = 1;
+    return 0;
+}
+
+static int on_close(nghttp2_session *session, int32_t id, uint32_t code, void *user)
+{
+    (void)session;
+    raw_h2_stream *s = stream_of(user, id);
+    s->closed = 1;
+    s->close_code = code;
+    return 0;
+}
+
+static void push(uint8_t **q, size_t *len, const uint8_t *data, size_t n)
+{
+    if (n == 0)
+        return;
+    *q = realloc(*q, *len + n);
+    ck_assert_ptr_nonnull(*q);
+    memcpy(*q + *len, data, n);
+    *len += n;
+}
+
+static void pop(uint8_t *q, size_t *len, size_t n)
+{
+    if (n == 0)
+        return;
+    memmove(q, q + n, *len - n);
+    *len -= n;
+}
+
+raw_h2 *raw_h2_new(void)
+{
+    raw_h2 *c = calloc(1, sizeof(*c));
+    ck_assert_ptr_nonnull(c);
+    hbone_config *cfg = tl_config("client", NULL);
+    ck_assert_int_eq(hb_tls_new(&c->tls, cfg, HB_TLS_CLIENT), 0);
+    hbone_config_del(cfg);
+    hbone_spiffe_id *id = tl_id("spiffe://cluster.local/ns/default/sa/server");
+    ck_assert_int_eq(hb_tls_expect_peer(c->tls, id), 0);
+    hbone_spiffe_id_del(id);
+    nghttp2_session_callbacks *cbs;
+    ck_assert_int_eq(nghttp2_session_callbacks_new(&cbs), 0);
+    nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_close);
+    /* No HTTP messaging checks: this client sends what tests ask for. */
+    nghttp2_option *opt;
+    ck_assert_int_eq(nghttp2_option_new(&opt), 0);
+    nghttp2_option_set_no_http_messaging(opt, 1);
+    nghttp2_option_set_max_send_header_block_length(opt, 1 << 20); /* for header floods */
+    ck_assert_int_eq(nghttp2_session_client_new2(&c->session, cbs, c, opt), 0);
+    nghttp2_option_del(opt);
+    nghttp2_session_callbacks_del(cbs);
+    ck_assert_int_eq(nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, NULL, 0), 0);
+    return c;
+}
+
+void raw_h2_del(raw_h2 *c)
+{
+    nghttp2_session_del(c->session);
+    hb_tls_del(c->tls);
+    free(c->to_server);
+    free(c->to_client);
+    free(c);
+}
+
+int32_t raw_h2_request(raw_h2 *c, const char *const *fields, size_t n_fields, int end_stream)
+{
+    nghttp2_nv nva[128];
+    ck_assert_uint_le(n_fields, 128);
+    for (size_t i = 0; i < n_fields; i++) {
+        const char *name = fields[2 * i], *value = fields[2 * i + 1];
+        /* Without a copy nghttp2 also leaves the name's case alone. The
+         * fields must live until the request is sent (the next pump). */
+        nva[i] = (nghttp2_nv){(uint8_t *)(uintptr_t)name, (uint8_t *)(uintptr_t)value, strlen(name),
+                              strlen(value),
+                              NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+    }
+    nghttp2_priority_spec *no_priority = NULL;
+    int32_t id;
+    if (end_stream) {
+        id = nghttp2_submit_headers(c->session, NGHTTP2_FLAG_END_STREAM, -1, no_priority, nva,
+                                    n_fields, NULL);
+    } else {
+        id = nghttp2_submit_headers(c->session, NGHTTP2_FLAG_NONE, -1, no_priority, nva, n_fields,
+                                    NULL);
+    }
+    ck_assert_int_gt(id, 0);
+    stream_of(c, id);
+    return id;
+}
+
+/* One round of the raw client: handshake or HTTP/2, both directions. */
+static int client_step(raw_h2 *c)
+{
+    int progress = 0;
+    size_t consumed = 0;
+    if (!c->handshake_done) {
+        int r = hb_tls_handshake(c->tls, c->to_client, c->to_client_len, &consumed);
+        ck_assert_msg(r == 0 || r == HBONE_ERR_AGAIN, "raw client handshake: %s",
+                      hb_tls_error_detail(c->tls));
+        c->handshake_done = r == 0;
+        progress |= r == 0;
+    } else {
+        uint8_t plain[16384];
+        size_t nread = 0;
+        int r = hb_tls_read(c->tls, c->to_client, c->to_client_len, &consumed, plain, sizeof(plain),
+                            &nread);
+        ck_assert_msg(r == 0 || r == HBONE_ERR_AGAIN, "raw client read: %d", r);
+        if (nread)
+            ck_assert_int_ge(nghttp2_session_mem_recv(c->session, plain, nread), 0);
+        progress |= nread > 0;
+    }
+    pop(c->to_client, &c->to_client_len, consumed);
+    progress |= consumed > 0;
+    if (c->handshake_done) {
+        const uint8_t *data;
+        ssize_t n;
+        while ((n = nghttp2_session_mem_send(c->session, &data)) > 0)
+            ck_assert_int_eq(hb_tls_write(c->tls, data, (size_t)n), 0);
+    }
+    size_t len;
+    const uint8_t *out = hb_tls_output(c->tls, &len);
+    push(&c->to_server, &c->to_server_len, out, len);
+    hb_tls_output_consume(c->tls, len);
+    return progress | (len > 0);
+}
+
+void raw_h2_pump(raw_h2 *c, hbone_conn *server)
+{
+    for (int rounds = 0; rounds < 100000; rounds++) {
+        int progress = client_step(c);
+        size_t consumed = 0, len;
+        int r = hbone_conn_input(server, c->to_server, c->to_server_len, &consumed);
+        ck_assert_msg(r == 0, "server input: %s", hbone_conn_error_detail(server));
+        pop(c->to_server, &c->to_server_len, consumed);
+        progress |= consumed > 0;
+        const uint8_t *out = hbone_conn_output(server, &len);
+        push(&c->to_client, &c->to_client_len, out, len);
+        hbone_conn_output_consume(server, len);
+        progress |= len > 0;
+        if (!progress)
+            return;
+    }
+    ck_abort_msg("raw HTTP/2 exchange did not settle");
+}

@@ -1,0 +1,42 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * A raw HTTP/2 client over a libhbone TLS session, built directly on
+ * nghttp2, to send requests libhbone's own client never would (a GET, a
+ * CONNECT with :path, a malformed authority, oversized headers) to an
+ * hbone_conn server.
+ */
+#ifndef HB_RAW_H2_H
+#define HB_RAW_H2_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <hbone/hbone.h>
+
+#define RAW_H2_MAX_STREAMS 64
+
+typedef struct raw_h2_stream {
+    int32_t id;
+    int status; /* final :status, 0 if none */
+    int ended;  /* END_STREAM received */
+    int closed;
+    uint32_t close_code; /* RST_STREAM code or 0 */
+} raw_h2_stream;
+
+typedef struct raw_h2 raw_h2;
+
+/* A client presenting "client" from the test PKI and expecting "server". */
+raw_h2 *raw_h2_new(void);
+void raw_h2_del(raw_h2 *c);
+
+/* Submit a request with these header fields (name, value pairs; pseudo
+ * headers included as given, names not lowercased) and return its stream
+ * id. The strings must stay valid until the next raw_h2_pump(). */
+int32_t raw_h2_request(raw_h2 *c, const char *const *fields, size_t n_fields, int end_stream);
+
+/* Move bytes between the raw client and @p server until both are quiet. */
+void raw_h2_pump(raw_h2 *c, hbone_conn *server);
+
+const raw_h2_stream *raw_h2_stream_of(const raw_h2 *c, int32_t id);
+
+#endif /* HB_RAW_H2_H */
