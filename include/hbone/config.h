@@ -16,6 +16,7 @@
 #define HBONE_CONFIG_H
 
 #include <stddef.h>
+#include <stdint.h>
 
 #include <hbone/export.h>
 #include <hbone/identity.h>
@@ -99,6 +100,23 @@ HBONE_API int hbone_config_set_svid_mode(hbone_config *cfg, int mode);
  */
 HBONE_API int hbone_config_set_log(hbone_config *cfg, hbone_log_cb cb, int max_level,
                                    void *user_data);
+
+/**
+ * Connections fail with HBONE_ERR_TIMEOUT when the TLS handshake has not
+ * completed @p ms milliseconds after they were created (default 10000; 0
+ * disables). Returns 0, HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_set_handshake_timeout(hbone_config *cfg, uint32_t ms);
+
+/**
+ * Send an HTTP/2 PING every @p interval_ms once connected (also during
+ * traffic) and fail the connection with HBONE_ERR_TIMEOUT when its ACK has
+ * not come @p timeout_ms after it was sent (defaults 10000 and 20000, as
+ * ztunnel; an interval of 0 disables keepalive). Returns 0,
+ * HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_set_keepalive(hbone_config *cfg, uint32_t interval_ms,
+                                         uint32_t timeout_ms);
 
 /**
  * This workload's own SPIFFE ID (from the certificate), or NULL if no

@@ -12,6 +12,11 @@
  * A tunnel is identified by its HTTP/2 stream id (an int32_t > 0), which is
  * valid from the open or request event until its close event.
  *
+ * Time is passed in as milliseconds on any monotonic clock (@p now_ms).
+ * hbone_conn_get_expiry() says when the connection next needs
+ * hbone_conn_handle_expiry(): handshake timeout, keepalive PINGs and their
+ * timeout, and the drain deadline all run on it.
+ *
  * Threads: a connection is used by one thread at a time. Callbacks run
  * inside hbone_conn_input() or hbone_conn_output(); they may call the tunnel
  * functions of the same connection, but not hbone_conn_input(),
@@ -107,9 +112,9 @@ HBONE_API void hbone_callbacks_set_tunnel_close(hbone_callbacks *cbs, hbone_tunn
  * HBONE_ERR_NO_TRUST_BUNDLE, HBONE_ERR_NOMEM or HBONE_ERR_INTERNAL.
  */
 HBONE_API int hbone_conn_client_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
-                                    void *user_data);
+                                    void *user_data, uint64_t now_ms);
 HBONE_API int hbone_conn_server_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
-                                    void *user_data);
+                                    void *user_data, uint64_t now_ms);
 
 /** Free a connection; open tunnels vanish without events. NULL is a no-op. */
 HBONE_API void hbone_conn_del(hbone_conn *conn);
@@ -128,7 +133,8 @@ HBONE_API int hbone_conn_expect_peer(hbone_conn *conn, const hbone_spiffe_id *id
  * hbone_conn_error_detail()) after which the connection can only send what
  * hbone_conn_output() still has (an alert or GOAWAY) and be deleted.
  */
-HBONE_API int hbone_conn_input(hbone_conn *conn, const uint8_t *data, size_t len, size_t *consumed);
+HBONE_API int hbone_conn_input(hbone_conn *conn, const uint8_t *data, size_t len, size_t *consumed,
+                               uint64_t now_ms);
 
 /**
  * The transport ended (FIN without close_notify, or a socket error): every
@@ -142,10 +148,32 @@ HBONE_API int hbone_conn_input_eof(hbone_conn *conn);
  * The pointer stays valid until the next call on @p conn other than
  * hbone_conn_output_consume().
  */
-HBONE_API const uint8_t *hbone_conn_output(hbone_conn *conn, size_t *len);
+HBONE_API const uint8_t *hbone_conn_output(hbone_conn *conn, size_t *len, uint64_t now_ms);
 
 /** The transport took @p n bytes of what hbone_conn_output() returned. */
 HBONE_API void hbone_conn_output_consume(hbone_conn *conn, size_t n);
+
+/** When hbone_conn_handle_expiry() is next due, in the clock of @p now_ms;
+ * UINT64_MAX if no timer runs. */
+HBONE_API uint64_t hbone_conn_get_expiry(const hbone_conn *conn);
+
+/**
+ * Run the timers due at @p now_ms: send a keepalive PING, or fail the
+ * connection with HBONE_ERR_TIMEOUT (handshake not done, PING not
+ * acknowledged), or end a drain whose deadline passed (open tunnels are then
+ * closed with HBONE_CLOSE_CONNECTION_LOST). Returns 0 or the fatal error.
+ * Call hbone_conn_output() afterwards: timers produce frames.
+ */
+HBONE_API int hbone_conn_handle_expiry(hbone_conn *conn, uint64_t now_ms);
+
+/**
+ * Close gracefully: no new tunnels, open ones may finish until
+ * @p grace_ms from @p now_ms. A server first announces the shutdown
+ * (GOAWAY with the highest stream id, then a PING) and, once the PING is
+ * acknowledged, sends the final GOAWAY naming the last stream it accepted.
+ * Returns 0, HBONE_ERR_INVALID_STATE (already closed) or HBONE_ERR_NOMEM.
+ */
+HBONE_API int hbone_conn_drain(hbone_conn *conn, uint64_t now_ms, uint32_t grace_ms);
 
 /** 1 when the connection has ended and has nothing left to send. */
 HBONE_API int hbone_conn_is_closed(const hbone_conn *conn);

@@ -3,6 +3,7 @@
  * An HBONE connection: the TLS session, the HTTP/2 session on top of it, and
  * the tunnels (CONNECT streams) in it. Sans-IO: ciphertext in and out.
  */
+#include <stdint.h>
 #include <string.h>
 
 #include <hbone/connect.h>
@@ -51,6 +52,14 @@ struct hbone_conn {
     int error;  /* sticky fatal error */
     hb_detail detail;
     hb_tunnel *tunnels;
+    /* Timers, in the caller's milliseconds; 0 means not armed. */
+    uint64_t now;
+    uint64_t handshake_deadline;
+    uint64_t next_ping;
+    uint64_t ping_deadline; /* a keepalive PING awaits its ACK */
+    uint64_t drain_deadline;
+    int draining;        /* no new tunnels */
+    int drain_ping_sent; /* server: waiting for the ACK before the final GOAWAY */
     /* Plaintext frames waiting to fill a TLS record; allocated only while
      * hbone_conn_output() frames, so an idle connection does not hold it. */
     uint8_t *record;
@@ -341,6 +350,23 @@ static ssize_t read_data(void *ctx, int32_t stream, uint8_t *buf, size_t len, in
     return (ssize_t)n;
 }
 
+static const uint8_t keepalive_opaque[8] = {'h', 'b', 'o', 'n', 'e', 'k', 'p', 'a'};
+static const uint8_t drain_opaque[8] = {'h', 'b', 'o', 'n', 'e', 'd', 'r', 'n'};
+
+static void on_ping_ack(void *ctx, const uint8_t opaque[8])
+{
+    hbone_conn *c = ctx;
+    if (memcmp(opaque, keepalive_opaque, 8) == 0) {
+        c->ping_deadline = 0;
+    } else if (memcmp(opaque, drain_opaque, 8) == 0 && c->drain_ping_sent) {
+        /* Every stream the peer opened before our notice has arrived by now:
+         * name the last one and let those finish. */
+        c->drain_ping_sent = 0;
+        if (hb_h2_goaway(c->h2) < 0)
+            c->drain_deadline = c->now; /* cannot drain politely: end now */
+    }
+}
+
 /* Encrypt the collected plaintext as one record. */
 static int flush_record(hbone_conn *c)
 {
@@ -385,13 +411,14 @@ static const hb_h2_events h2_events = {
     .on_end = on_end,
     .on_close = on_close,
     .read_data = read_data,
+    .on_ping_ack = on_ping_ack,
     .on_send = on_send,
 };
 
 /* --- connection ------------------------------------------------------------- */
 
 static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
-                    void *user_data, int server)
+                    void *user_data, int server, uint64_t now)
 {
     if (!out || !cfg)
         return HBONE_ERR_INVALID_ARGUMENT;
@@ -410,6 +437,9 @@ static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *
         c->cbs = *cbs;
     c->user_data = user_data;
     c->server = server;
+    c->now = now;
+    if (cfg->handshake_timeout_ms)
+        c->handshake_deadline = now + cfg->handshake_timeout_ms;
     hb_h2_default_settings(&c->settings, server);
     r = hb_h2_new(&c->h2, server, &c->settings, c->mem, &h2_events, c);
     if (r < 0) {
@@ -421,15 +451,15 @@ static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *
 }
 
 int hbone_conn_client_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
-                          void *user_data)
+                          void *user_data, uint64_t now_ms)
 {
-    return conn_new(out, cfg, cbs, user_data, 0);
+    return conn_new(out, cfg, cbs, user_data, 0, now_ms);
 }
 
 int hbone_conn_server_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
-                          void *user_data)
+                          void *user_data, uint64_t now_ms)
 {
-    return conn_new(out, cfg, cbs, user_data, 1);
+    return conn_new(out, cfg, cbs, user_data, 1, now_ms);
 }
 
 void hbone_conn_del(hbone_conn *c)
@@ -465,6 +495,9 @@ static int advance_handshake(hbone_conn *c, const uint8_t *in, size_t len, size_
         return fail(c, r);
     }
     c->handshake_done = 1;
+    c->handshake_deadline = 0;
+    if (c->cfg->keepalive_interval_ms)
+        c->next_ping = c->now + c->cfg->keepalive_interval_ms;
     if (c->cbs.handshake)
         c->cbs.handshake(c, c->user_data);
     return 0;
@@ -478,12 +511,14 @@ static void end_of_input(hbone_conn *c)
     lose_all_tunnels(c);
 }
 
-int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *consumed)
+int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *consumed,
+                     uint64_t now_ms)
 {
     if (consumed)
         *consumed = 0;
     if (!c || !consumed || (!data && len))
         return HBONE_ERR_INVALID_ARGUMENT;
+    c->now = now_ms;
     if (c->error)
         return c->error;
     if (c->closed)
@@ -529,13 +564,14 @@ int hbone_conn_input_eof(hbone_conn *c)
     return 0;
 }
 
-const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len)
+const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len, uint64_t now_ms)
 {
     if (!len)
         return NULL;
     *len = 0;
     if (!c)
         return NULL;
+    c->now = now_ms;
     if (!c->handshake_done && !c->error) {
         size_t unused;
         (void)advance_handshake(c, NULL, 0, &unused); /* the client's first flight */
@@ -585,6 +621,94 @@ const char *hbone_conn_error_detail(const hbone_conn *c)
     return c ? c->detail.text : "";
 }
 
+/* --- timers -------------------------------------------------------------------- */
+
+static uint64_t earliest(uint64_t a, uint64_t b)
+{
+    if (!a)
+        return b;
+    if (!b)
+        return a;
+    return a < b ? a : b;
+}
+
+uint64_t hbone_conn_get_expiry(const hbone_conn *c)
+{
+    if (!c || c->error || c->closed)
+        return UINT64_MAX;
+    uint64_t t = earliest(earliest(c->handshake_deadline, c->next_ping), c->ping_deadline);
+    t = earliest(t, c->drain_deadline);
+    return t ? t : UINT64_MAX;
+}
+
+static int due(uint64_t deadline, uint64_t now)
+{
+    return deadline && now >= deadline;
+}
+
+int hbone_conn_handle_expiry(hbone_conn *c, uint64_t now_ms)
+{
+    if (!c)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    if (c->error)
+        return c->error;
+    if (c->closed)
+        return 0;
+    c->now = now_ms;
+    if (due(c->handshake_deadline, now_ms)) {
+        hb_detail_set(&c->detail, HBONE_ERR_TIMEOUT, "TLS handshake not complete after %u ms",
+                      (unsigned)c->cfg->handshake_timeout_ms);
+        return fail(c, HBONE_ERR_TIMEOUT);
+    }
+    if (due(c->ping_deadline, now_ms)) {
+        hb_detail_set(&c->detail, HBONE_ERR_TIMEOUT, "peer did not answer a PING within %u ms",
+                      (unsigned)c->cfg->keepalive_timeout_ms);
+        return fail(c, HBONE_ERR_TIMEOUT);
+    }
+    if (due(c->drain_deadline, now_ms)) {
+        /* Grace is over: GOAWAY and close, whatever is still open. */
+        c->drain_deadline = 0;
+        (void)hb_h2_terminate(c->h2);
+        c->closed = 1;
+        lose_all_tunnels(c);
+        return 0;
+    }
+    if (due(c->next_ping, now_ms)) {
+        c->next_ping = now_ms + c->cfg->keepalive_interval_ms;
+        if (!c->ping_deadline) {
+            int r = hb_h2_ping(c->h2, keepalive_opaque);
+            if (r < 0)
+                return fail(c, r);
+            c->ping_deadline = now_ms + c->cfg->keepalive_timeout_ms;
+        }
+    }
+    return 0;
+}
+
+int hbone_conn_drain(hbone_conn *c, uint64_t now_ms, uint32_t grace_ms)
+{
+    if (!c)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    if (c->error || c->closed)
+        return HBONE_ERR_INVALID_STATE;
+    if (c->draining)
+        return 0;
+    c->now = now_ms;
+    c->draining = 1;
+    c->drain_deadline = now_ms + (grace_ms ? grace_ms : 1);
+    int r;
+    if (c->server) {
+        /* Two steps, so that streams already on their way are not refused. */
+        r = hb_h2_shutdown_notice(c->h2);
+        if (r == 0)
+            r = hb_h2_ping(c->h2, drain_opaque);
+        c->drain_ping_sent = r == 0;
+    } else {
+        r = hb_h2_goaway(c->h2);
+    }
+    return r;
+}
+
 /* --- tunnel API --------------------------------------------------------------- */
 
 /* The tunnel the application may act on, or NULL. */
@@ -616,7 +740,7 @@ int hbone_conn_tunnel_open(hbone_conn *c, const char *authority, size_t authorit
     if (!c || !authority || !tunnel_out)
         return HBONE_ERR_INVALID_ARGUMENT;
     *tunnel_out = 0;
-    if (c->server || c->closed || c->error)
+    if (c->server || c->closed || c->error || c->draining)
         return HBONE_ERR_INVALID_STATE;
     int r = check_headers(names, name_lens, values, value_lens, n);
     if (r < 0)

@@ -109,6 +109,10 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         if (end_stream)
             r = h2->events->on_end(h2->ctx, stream);
         break;
+    case NGHTTP2_PING:
+        if (frame->hd.flags & NGHTTP2_FLAG_ACK)
+            h2->events->on_ping_ack(h2->ctx, frame->ping.opaque_data);
+        break;
     default:
         break;
     }
@@ -357,7 +361,26 @@ int hb_h2_reset(hb_h2 *h2, int32_t stream, uint32_t error_code)
     return r == 0 ? 0 : submit_error(r);
 }
 
+int hb_h2_ping(hb_h2 *h2, const uint8_t opaque[8])
+{
+    int r = nghttp2_submit_ping(h2->session, NGHTTP2_FLAG_NONE, opaque);
+    return r == 0 ? 0 : submit_error(r);
+}
+
+int hb_h2_shutdown_notice(hb_h2 *h2)
+{
+    int r = nghttp2_submit_shutdown_notice(h2->session);
+    return r == 0 ? 0 : submit_error(r);
+}
+
 int hb_h2_goaway(hb_h2 *h2)
+{
+    int32_t last = nghttp2_session_get_last_proc_stream_id(h2->session);
+    int r = nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0);
+    return r == 0 ? 0 : submit_error(r);
+}
+
+int hb_h2_terminate(hb_h2 *h2)
 {
     int r = nghttp2_session_terminate_session(h2->session, NGHTTP2_NO_ERROR);
     return r == 0 ? 0 : submit_error(r);

@@ -58,6 +58,8 @@ typedef struct hb_h2_events {
      * Set *eof when that is the last of it. Return the count, or
      * HB_H2_DEFERRED when nothing is available yet. */
     ssize_t (*read_data)(void *ctx, int32_t stream, uint8_t *buf, size_t len, int *eof);
+    /* The peer acknowledged our PING with this opaque payload. */
+    void (*on_ping_ack)(void *ctx, const uint8_t opaque[8]);
     /* Serialized frames for the peer. Return 0 for more, 1 to pause until
      * the next hb_h2_send(), or a negative error. */
     int (*on_send)(void *ctx, const uint8_t *data, size_t len);
@@ -92,8 +94,15 @@ int hb_h2_resume(hb_h2 *h2, int32_t stream);
 /* The application consumed @p n received bytes: credit the windows. */
 int hb_h2_consume(hb_h2 *h2, int32_t stream, size_t n);
 int hb_h2_reset(hb_h2 *h2, int32_t stream, uint32_t error_code);
-/* Graceful close: GOAWAY with NO_ERROR. */
+/* Send a PING carrying @p opaque. */
+int hb_h2_ping(hb_h2 *h2, const uint8_t opaque[8]);
+/* Server, first step of a drain: GOAWAY announcing no new streams soon. */
+int hb_h2_shutdown_notice(hb_h2 *h2);
+/* GOAWAY(NO_ERROR) with the last stream we processed: no new streams, the
+ * open ones may finish. */
 int hb_h2_goaway(hb_h2 *h2);
+/* GOAWAY and close now, whatever is open. */
+int hb_h2_terminate(hb_h2 *h2);
 
 const char *hb_h2_strerror(int nghttp2_error);
 

@@ -64,6 +64,9 @@ int hbone_config_new(hbone_config **out, const hbone_mem *mem)
     atomic_init(&cfg->frozen, 0);
     cfg->mem = *mem;
     cfg->svid_mode = HBONE_SVID_STRICT;
+    cfg->handshake_timeout_ms = 10000;
+    cfg->keepalive_interval_ms = 10000; /* ztunnel's values */
+    cfg->keepalive_timeout_ms = 20000;
     cfg->client_ctx = new_ctx(0);
     cfg->server_ctx = new_ctx(1);
     if (!cfg->client_ctx || !cfg->server_ctx) {
@@ -300,6 +303,27 @@ int hbone_config_set_log(hbone_config *cfg, hbone_log_cb cb, int max_level, void
     if (max_level < HBONE_LOG_NONE || max_level > HBONE_LOG_DEBUG)
         return HBONE_ERR_INVALID_ARGUMENT;
     cfg->log = (hb_logger){cb, max_level, user_data};
+    return 0;
+}
+
+int hbone_config_set_handshake_timeout(hbone_config *cfg, uint32_t ms)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    cfg->handshake_timeout_ms = ms;
+    return 0;
+}
+
+int hbone_config_set_keepalive(hbone_config *cfg, uint32_t interval_ms, uint32_t timeout_ms)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    if (interval_ms && !timeout_ms)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    cfg->keepalive_interval_ms = interval_ms;
+    cfg->keepalive_timeout_ms = timeout_ms;
     return 0;
 }
 

@@ -25,6 +25,9 @@ struct hbone_config {
     atomic_int frozen; /* set when the first session uses the config */
     hb_mem mem;
     int svid_mode;
+    uint32_t handshake_timeout_ms;
+    uint32_t keepalive_interval_ms;
+    uint32_t keepalive_timeout_ms;
     hb_logger log;
     hb_detail detail;
     hbone_spiffe_id *identity; /* own, from the certificate */

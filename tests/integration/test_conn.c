@@ -147,6 +147,7 @@ static hbone_callbacks *all_callbacks(void)
 struct pair {
     struct side client, server;
     unsigned seed;
+    uint64_t now; /* the virtual clock, in ms */
     /* Ciphertext in flight, as a TCP stream would hold it. */
     tl_counting unused;
     uint8_t *to_server, *to_client;
@@ -157,10 +158,11 @@ static void pair_init(struct pair *p, const char *expected, unsigned seed)
 {
     memset(p, 0, sizeof(*p));
     p->seed = seed;
+    p->now = 1000;
     hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
     hbone_callbacks *cbs = all_callbacks();
-    ck_assert_int_eq(hbone_conn_client_new(&p->client.conn, ccfg, cbs, &p->client), 0);
-    ck_assert_int_eq(hbone_conn_server_new(&p->server.conn, scfg, cbs, &p->server), 0);
+    ck_assert_int_eq(hbone_conn_client_new(&p->client.conn, ccfg, cbs, &p->client, p->now), 0);
+    ck_assert_int_eq(hbone_conn_server_new(&p->server.conn, scfg, cbs, &p->server, p->now), 0);
     hbone_callbacks_del(cbs); /* connections copied it */
     hbone_config_del(ccfg);
     hbone_config_del(scfg);
@@ -181,7 +183,7 @@ static void pair_free(struct pair *p)
 static int move_output(struct pair *p, hbone_conn *from, uint8_t **queue, size_t *queue_len)
 {
     size_t len;
-    const uint8_t *out = hbone_conn_output(from, &len);
+    const uint8_t *out = hbone_conn_output(from, &len, p->now);
     if (!len)
         return 0;
     size_t n = (size_t)rand_r(&p->seed) % 20000 + 1;
@@ -205,7 +207,7 @@ static int move_input(struct pair *p, hbone_conn *to, uint8_t *queue, size_t *qu
     if (n > *queue_len)
         n = *queue_len;
     size_t consumed = 0;
-    int r = hbone_conn_input(to, queue, n, &consumed);
+    int r = hbone_conn_input(to, queue, n, &consumed, p->now);
     memmove(queue, queue + consumed, *queue_len - consumed);
     *queue_len -= consumed;
     *progress |= consumed > 0;
@@ -583,6 +585,171 @@ START_TEST(closed_tunnels_return_their_window)
 }
 END_TEST
 
+/* Advance the virtual clock to the next expiry of either side, run it. */
+static void advance_to_expiry(struct pair *p, int *client_err, int *server_err)
+{
+    uint64_t c = hbone_conn_get_expiry(p->client.conn), s = hbone_conn_get_expiry(p->server.conn);
+    uint64_t next = c < s ? c : s;
+    ck_assert_uint_ne(next, UINT64_MAX);
+    ck_assert_uint_ge(next, p->now);
+    p->now = next;
+    int r = hbone_conn_handle_expiry(p->client.conn, p->now);
+    if (client_err)
+        *client_err = r;
+    else
+        ck_assert_int_eq(r, 0);
+    r = hbone_conn_handle_expiry(p->server.conn, p->now);
+    if (server_err)
+        *server_err = r;
+    else
+        ck_assert_int_eq(r, 0);
+}
+
+START_TEST(handshake_times_out)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 1);
+    /* The client never speaks: the server gives up after 10 s, not before. */
+    ck_assert_uint_eq(hbone_conn_get_expiry(p.server.conn), p.now + 10000);
+    ck_assert_int_eq(hbone_conn_handle_expiry(p.server.conn, p.now + 9999), 0);
+    ck_assert_int_eq(hbone_conn_handle_expiry(p.server.conn, p.now + 10000), HBONE_ERR_TIMEOUT);
+    ck_assert_str_eq(hbone_conn_error_detail(p.server.conn),
+                     "TLS handshake not complete after 10000 ms");
+    ck_assert_int_eq(hbone_conn_is_closed(p.server.conn), 1);
+    ck_assert_uint_eq(hbone_conn_get_expiry(p.server.conn), UINT64_MAX);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(timers_follow_the_config)
+{
+    /* Keepalive and handshake timeout off: no timer runs at all. */
+    hbone_config *cfg = tl_config("server", NULL);
+    ck_assert_int_eq(hbone_config_set_keepalive(cfg, 0, 0), 0);
+    ck_assert_int_eq(hbone_config_set_handshake_timeout(cfg, 0), 0);
+    hbone_conn *conn;
+    ck_assert_int_eq(hbone_conn_server_new(&conn, cfg, NULL, NULL, 5), 0);
+    ck_assert_uint_eq(hbone_conn_get_expiry(conn), UINT64_MAX);
+    hbone_conn_del(conn);
+    hbone_config_del(cfg);
+    /* A shorter handshake timeout is honoured. */
+    cfg = tl_config("server", NULL);
+    ck_assert_int_eq(hbone_config_set_handshake_timeout(cfg, 250), 0);
+    ck_assert_int_eq(hbone_conn_server_new(&conn, cfg, NULL, NULL, 5), 0);
+    ck_assert_uint_eq(hbone_conn_get_expiry(conn), 255);
+    ck_assert_int_eq(hbone_conn_handle_expiry(conn, 255), HBONE_ERR_TIMEOUT);
+    hbone_conn_del(conn);
+    hbone_config_del(cfg);
+}
+END_TEST
+
+START_TEST(keepalive_pings_keep_a_quiet_connection)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 2);
+    p.server.auto_answer = 200;
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    uint64_t connected = p.now;
+    /* Both ends ping every 10 s; each answers the other's. An hour passes. */
+    for (int i = 0; i < 360; i++) {
+        advance_to_expiry(&p, NULL, NULL);
+        pump(&p, NULL, NULL);
+    }
+    ck_assert_uint_ge(p.now, connected + 3600 * 1000 - 10000);
+    ck_assert_int_eq(log_of(&p.client, id)->closed, 0);
+    ck_assert_int_eq(hbone_conn_is_closed(p.client.conn), 0);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(unanswered_ping_ends_the_connection)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 3);
+    p.server.auto_answer = 200;
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    /* The network goes silent: nothing either side sends arrives. */
+    uint64_t start = p.now;
+    int cerr = 0, serr = 0;
+    for (int i = 0; i < 10 && cerr == 0; i++) {
+        advance_to_expiry(&p, &cerr, &serr);
+        size_t len;
+        (void)hbone_conn_output(p.client.conn, &len, p.now);
+        hbone_conn_output_consume(p.client.conn, len);
+        (void)hbone_conn_output(p.server.conn, &len, p.now);
+        hbone_conn_output_consume(p.server.conn, len); /* lost */
+    }
+    ck_assert_int_eq(cerr, HBONE_ERR_TIMEOUT);
+    ck_assert_int_eq(serr, HBONE_ERR_TIMEOUT);
+    /* First PING at +10 s, given up 20 s later. */
+    ck_assert_uint_eq(p.now, start + 30000);
+    ck_assert_str_eq(hbone_conn_error_detail(p.client.conn),
+                     "peer did not answer a PING within 20000 ms");
+    ck_assert_uint_eq(log_of(&p.client, id)->reason, HBONE_CLOSE_CONNECTION_LOST);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(drain_lets_open_tunnels_finish)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 4);
+    p.server.auto_answer = 200;
+    p.server.echo = 1;
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(hbone_conn_drain(p.server.conn, p.now, 5000), 0);
+    pump(&p, NULL, NULL);
+    /* The open tunnel still carries data both ways. */
+    uint32_t sum = 2166136261u;
+    write_all(&p, &p.client, id, 100000, &sum);
+    ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, id), 0);
+    pump(&p, NULL, NULL);
+    struct tunnel_log *cli = log_of(&p.client, id);
+    ck_assert_uint_eq(cli->received, 100000);
+    ck_assert_uint_eq(cli->checksum, sum);
+    ck_assert_int_eq(cli->closed, 1);
+    ck_assert_uint_eq(cli->reason, 0);
+    /* A tunnel opened after the GOAWAY is refused, never served. */
+    int32_t late = 0;
+    int r =
+        hbone_conn_tunnel_open(p.client.conn, "10.0.0.3:80", 11, NULL, NULL, NULL, NULL, 0, &late);
+    if (r == 0) {
+        pump(&p, NULL, NULL);
+        ck_assert_int_eq(log_of(&p.client, late)->closed, 1);
+        ck_assert_int_ne(log_of(&p.client, late)->status, 200);
+    } else {
+        ck_assert_int_eq(r, HBONE_ERR_INVALID_STATE);
+    }
+    ck_assert_int_eq(log_of(&p.server, late)->requested, 0);
+    /* Nothing left: both ends are done. */
+    ck_assert_int_eq(hbone_conn_is_closed(p.server.conn), 1);
+    pair_free(&p);
+}
+END_TEST
+
+START_TEST(drain_deadline_ends_what_is_left)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 5);
+    p.server.auto_answer = 200;
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(hbone_conn_drain(p.server.conn, p.now, 5000), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.server, id)->closed, 0);
+    ck_assert_uint_eq(hbone_conn_get_expiry(p.server.conn), p.now + 5000);
+    p.now += 5000;
+    ck_assert_int_eq(hbone_conn_handle_expiry(p.server.conn, p.now), 0);
+    ck_assert_int_eq(log_of(&p.server, id)->closed, 1);
+    ck_assert_uint_eq(log_of(&p.server, id)->reason, HBONE_CLOSE_CONNECTION_LOST);
+    pump(&p, NULL, NULL); /* the final GOAWAY reaches the client */
+    pair_free(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conn");
@@ -598,6 +765,12 @@ int main(void)
     tcase_add_test(tc, backpressure_until_the_peer_consumes);
     tcase_add_test(tc, client_api_refuses_bad_requests);
     tcase_add_test(tc, closed_tunnels_return_their_window);
+    tcase_add_test(tc, handshake_times_out);
+    tcase_add_test(tc, timers_follow_the_config);
+    tcase_add_test(tc, keepalive_pings_keep_a_quiet_connection);
+    tcase_add_test(tc, unanswered_ping_ends_the_connection);
+    tcase_add_test(tc, drain_lets_open_tunnels_finish);
+    tcase_add_test(tc, drain_deadline_ends_what_is_left);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }

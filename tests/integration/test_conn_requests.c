@@ -43,7 +43,7 @@ static void setup(struct fixture *f)
     hbone_callbacks *cbs;
     ck_assert_int_eq(hbone_callbacks_new(&cbs), 0);
     hbone_callbacks_set_tunnel_request(cbs, on_request);
-    ck_assert_int_eq(hbone_conn_server_new(&f->server, cfg, cbs, &f->log), 0);
+    ck_assert_int_eq(hbone_conn_server_new(&f->server, cfg, cbs, &f->log, 0), 0);
     hbone_callbacks_del(cbs);
     hbone_config_del(cfg);
     f->client = raw_h2_new();

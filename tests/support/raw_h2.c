@@ -187,11 +187,11 @@ void raw_h2_pump(raw_h2 *c, hbone_conn *server)
     for (int rounds = 0; rounds < 100000; rounds++) {
         int progress = client_step(c);
         size_t consumed = 0, len;
-        int r = hbone_conn_input(server, c->to_server, c->to_server_len, &consumed);
+        int r = hbone_conn_input(server, c->to_server, c->to_server_len, &consumed, 0);
         ck_assert_msg(r == 0, "server input: %s", hbone_conn_error_detail(server));
         pop(c->to_server, &c->to_server_len, consumed);
         progress |= consumed > 0;
-        const uint8_t *out = hbone_conn_output(server, &len);
+        const uint8_t *out = hbone_conn_output(server, &len, 0);
         push(&c->to_client, &c->to_client_len, out, len);
         hbone_conn_output_consume(server, len);
         progress |= len > 0;

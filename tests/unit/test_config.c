@@ -169,6 +169,8 @@ START_TEST(config_is_frozen_once_used)
     ck_assert_int_eq(hbone_config_accept_trust_domain(cfg, "td-b.example", 12),
                      HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_svid_mode(cfg, HBONE_SVID_LENIENT), HBONE_ERR_CONFIG_FROZEN);
+    ck_assert_int_eq(hbone_config_set_handshake_timeout(cfg, 5), HBONE_ERR_CONFIG_FROZEN);
+    ck_assert_int_eq(hbone_config_set_keepalive(cfg, 5, 5), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_log(cfg, ignore_log, HBONE_LOG_DEBUG, NULL),
                      HBONE_ERR_CONFIG_FROZEN);
     /* The identity is unchanged by the refused call. */
@@ -234,6 +236,19 @@ START_TEST(log_callback_hears_the_config)
 }
 END_TEST
 
+START_TEST(timer_settings_are_checked)
+{
+    hbone_config *cfg;
+    ck_assert_int_eq(hbone_config_new(&cfg, NULL), 0);
+    ck_assert_int_eq(hbone_config_set_keepalive(cfg, 1000, 0), HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_keepalive(cfg, 0, 0), 0); /* keepalive off */
+    ck_assert_int_eq(hbone_config_set_keepalive(cfg, 1000, 3000), 0);
+    ck_assert_int_eq(hbone_config_set_handshake_timeout(cfg, 0), 0);
+    ck_assert_int_eq(hbone_config_set_handshake_timeout(NULL, 0), HBONE_ERR_INVALID_ARGUMENT);
+    hbone_config_del(cfg);
+}
+END_TEST
+
 START_TEST(null_arguments_are_refused)
 {
     ck_assert_int_eq(hbone_config_new(NULL, NULL), HBONE_ERR_INVALID_ARGUMENT);
@@ -284,6 +299,7 @@ int main(void)
     tcase_add_test(tc, sessions_keep_their_config_alive);
     tcase_add_test(tc, log_callback_hears_the_config);
     tcase_add_test(tc, null_arguments_are_refused);
+    tcase_add_test(tc, timer_settings_are_checked);
     tcase_add_test(tc, tls_library_reports_its_acceleration);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);

@@ -56,6 +56,7 @@ static const int all_codes[] = {
     HBONE_ERR_KEY,
     HBONE_ERR_NO_CERTIFICATE,
     HBONE_ERR_NO_TRUST_BUNDLE,
+    HBONE_ERR_TIMEOUT,
     HBONE_ERR_NOMEM,
     HBONE_ERR_INTERNAL,
 };
