@@ -10,4 +10,4 @@ trap 'rm -rf "$pki"' EXIT
 echo "generating a fresh test PKI (root, intermediate, SPIFFE leaves) in $pki"
 bash tests/support/gen-pki.sh "$pki/pki"
 echo
-"$build/examples/mtls-demo" "$pki/pki"
+"$build/examples/hbone-demo" "$pki/pki"

@@ -181,6 +181,10 @@ HBONE_API int hbone_conn_is_closed(const hbone_conn *conn);
 /** The verified peer identity once the handshake is done, else NULL. */
 HBONE_API const hbone_spiffe_id *hbone_conn_peer_id(const hbone_conn *conn);
 
+/** The negotiated TLS cipher suite ("TLS_AES_128_GCM_SHA256"), or NULL
+ * before the handshake completed. */
+HBONE_API const char *hbone_conn_cipher(const hbone_conn *conn);
+
 /** What made the connection fail ("" if nothing). Valid until the next
  * call on @p conn. */
 HBONE_API const char *hbone_conn_error_detail(const hbone_conn *conn);

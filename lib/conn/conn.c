@@ -616,6 +616,11 @@ const hbone_spiffe_id *hbone_conn_peer_id(const hbone_conn *c)
     return c ? hb_tls_peer_id(c->tls) : NULL;
 }
 
+const char *hbone_conn_cipher(const hbone_conn *c)
+{
+    return c && c->handshake_done ? hb_tls_cipher(c->tls) : NULL;
+}
+
 const char *hbone_conn_error_detail(const hbone_conn *c)
 {
     return c ? c->detail.text : "";
