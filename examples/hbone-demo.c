@@ -139,22 +139,55 @@ static void server_request(hbone_conn *conn, int32_t tunnel, const char *host, s
     hbone_conn_tunnel_accept(conn, tunnel, NULL, NULL, NULL, NULL, 0);
 }
 
+/* The echo waiting for room in the tunnel (one tunnel is echoed at a time). */
+static uint8_t *echo_buf;
+static size_t echo_len;
+static int echo_end;
+
+/* Send what waits; credit the peer only for what left, so a client that
+ * does not read its echo is held back by its own window. */
+static void flush_echo(hbone_conn *conn, int32_t tunnel)
+{
+    while (echo_len) {
+        size_t accepted = 0;
+        if (hbone_conn_tunnel_write(conn, tunnel, echo_buf, echo_len, &accepted) < 0)
+            return; /* full: the writable event calls again */
+        memmove(echo_buf, echo_buf + accepted, echo_len - accepted);
+        echo_len -= accepted;
+        hbone_conn_tunnel_consume(conn, tunnel, accepted);
+    }
+    if (echo_end) {
+        echo_end = 0;
+        hbone_conn_tunnel_shutdown(conn, tunnel); /* the client ended: so do we */
+    }
+}
+
 static void server_data(hbone_conn *conn, int32_t tunnel, const uint8_t *data, size_t len,
                         void *user)
 {
     (void)user;
-    size_t accepted = 0;
-    hbone_conn_tunnel_write(conn, tunnel, data, len, &accepted);
-    /* Credit only what the echo took: the rest waits in the window. */
-    hbone_conn_tunnel_consume(conn, tunnel, accepted);
-    if (accepted < len) /* a real proxy would buffer; the demo keeps it simple */
+    uint8_t *grown = realloc(echo_buf, echo_len + len);
+    if (!grown) {
         hbone_conn_tunnel_reset(conn, tunnel, 0xa);
+        return;
+    }
+    echo_buf = grown;
+    memcpy(echo_buf + echo_len, data, len);
+    echo_len += len;
+    flush_echo(conn, tunnel);
+}
+
+static void server_writable(hbone_conn *conn, int32_t tunnel, void *user)
+{
+    (void)user;
+    flush_echo(conn, tunnel);
 }
 
 static void server_end(hbone_conn *conn, int32_t tunnel, void *user)
 {
     (void)user;
-    hbone_conn_tunnel_shutdown(conn, tunnel); /* the client ended: so do we */
+    echo_end = 1;
+    flush_echo(conn, tunnel);
 }
 
 /* --- the client ----------------------------------------------------------- */
@@ -375,6 +408,7 @@ int main(int argc, char **argv)
     hbone_callbacks_set_tunnel_request(server_cbs, server_request);
     hbone_callbacks_set_tunnel_data(server_cbs, server_data);
     hbone_callbacks_set_tunnel_end(server_cbs, server_end);
+    hbone_callbacks_set_tunnel_writable(server_cbs, server_writable);
     hbone_callbacks_set_handshake(client_cbs, client_handshake);
     hbone_callbacks_set_tunnel_response(client_cbs, client_response);
     hbone_callbacks_set_tunnel_data(client_cbs, client_data);
@@ -448,6 +482,7 @@ int main(int argc, char **argv)
     close(server.fd);
     hbone_config_del(ccfg);
     hbone_config_del(scfg);
+    free(echo_buf);
     int as_described = intact && st.echo_status == 200 && st.denied_status == 403 &&
                        st.echo_reason == 0 && refused;
     return as_described ? 0 : 1;

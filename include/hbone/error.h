@@ -87,6 +87,7 @@ extern "C" {
 #define HBONE_ERR_NO_CERTIFICATE -503  /* the config has no certificate and key */
 #define HBONE_ERR_NO_TRUST_BUNDLE -504 /* the config has no trust bundle */
 #define HBONE_ERR_TIMEOUT -505         /* a handshake, keepalive or drain timer expired */
+#define HBONE_ERR_IO -506              /* a socket call failed (errno says why) */
 
 /* resources and internal */
 #define HBONE_ERR_NOMEM -901    /* an allocation failed */

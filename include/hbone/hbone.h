@@ -14,6 +14,7 @@
 #include <hbone/error.h>
 #include <hbone/export.h>
 #include <hbone/identity.h>
+#include <hbone/io.h>
 #include <hbone/log.h>
 #include <hbone/mem.h>
 #include <hbone/version.h>

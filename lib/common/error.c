@@ -58,6 +58,7 @@ static const struct error_text error_texts[] = {
     {HBONE_ERR_NO_CERTIFICATE, "no certificate and key configured"},
     {HBONE_ERR_NO_TRUST_BUNDLE, "no trust bundle configured"},
     {HBONE_ERR_TIMEOUT, "timed out"},
+    {HBONE_ERR_IO, "socket error"},
     {HBONE_ERR_NOMEM, "out of memory"},
     {HBONE_ERR_INTERNAL, "internal error"},
 };

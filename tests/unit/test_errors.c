@@ -57,6 +57,7 @@ static const int all_codes[] = {
     HBONE_ERR_NO_CERTIFICATE,
     HBONE_ERR_NO_TRUST_BUNDLE,
     HBONE_ERR_TIMEOUT,
+    HBONE_ERR_IO,
     HBONE_ERR_NOMEM,
     HBONE_ERR_INTERNAL,
 };

@@ -1,0 +1,140 @@
+/* SPDX-License-Identifier: MIT */
+/* One hbone_conn on one nonblocking socket. */
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <hbone/error.h>
+#include <hbone/io.h>
+
+#include "common/mem.h"
+
+/* Read in large chunks (TLS records are up to 16 KiB; several per read),
+ * and bound the reads per call so one busy socket cannot starve the loop. */
+#define READ_BUFFER (64 * 1024)
+#define READS_PER_CALL 16
+
+struct hbone_io {
+    hbone_conn *conn;
+    int fd;
+    int eof;
+    uint8_t *in; /* ciphertext read but not yet taken by the connection */
+    size_t in_len;
+};
+
+int hbone_io_new(hbone_io **out, hbone_conn *conn, int fd)
+{
+    if (!out || !conn || fd < 0)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    hbone_io *io = hb_calloc(hb_mem_default(), 1, sizeof(*io));
+    if (!io)
+        return HBONE_ERR_NOMEM;
+    io->conn = conn;
+    io->fd = fd;
+    *out = io;
+    return 0;
+}
+
+void hbone_io_del(hbone_io *io)
+{
+    if (!io)
+        return;
+    close(io->fd);
+    hb_free(hb_mem_default(), io->in);
+    hb_free(hb_mem_default(), io);
+}
+
+int hbone_io_events(hbone_io *io, uint64_t now_ms)
+{
+    size_t pending = 0;
+    (void)hbone_conn_output(io->conn, &pending, now_ms);
+    return (io->eof ? 0 : HBONE_IO_READ) | (pending ? HBONE_IO_WRITE : 0);
+}
+
+int hbone_io_timeout_ms(const hbone_io *io, uint64_t now_ms)
+{
+    uint64_t expiry = hbone_conn_get_expiry(io->conn);
+    if (expiry == UINT64_MAX)
+        return -1;
+    if (expiry <= now_ms)
+        return 0;
+    uint64_t ms = expiry - now_ms;
+    return ms > 1000000000 ? 1000000000 : (int)ms;
+}
+
+/* Hand buffered ciphertext to the connection; keep what it does not take. */
+static int feed(hbone_io *io, uint64_t now_ms)
+{
+    size_t consumed = 0;
+    int r = hbone_conn_input(io->conn, io->in, io->in_len, &consumed, now_ms);
+    memmove(io->in, io->in + consumed, io->in_len - consumed);
+    io->in_len -= consumed;
+    return r;
+}
+
+static int read_socket(hbone_io *io, uint64_t now_ms)
+{
+    if (!io->in && !(io->in = hb_malloc(hb_mem_default(), READ_BUFFER)))
+        return HBONE_ERR_NOMEM;
+    for (int i = 0; i < READS_PER_CALL && !io->eof && io->in_len < READ_BUFFER; i++) {
+        ssize_t n = recv(io->fd, io->in + io->in_len, READ_BUFFER - io->in_len, 0);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                break;
+            io->eof = 1; /* a reset or error is the end of the transport too */
+            break;
+        }
+        if (n == 0) {
+            io->eof = 1;
+            break;
+        }
+        io->in_len += (size_t)n;
+        int r = feed(io, now_ms);
+        if (r < 0)
+            return r;
+    }
+    if (io->in_len == 0) {
+        /* Idle: give the read buffer back. */
+        hb_free(hb_mem_default(), io->in);
+        io->in = NULL;
+    }
+    if (io->eof)
+        hbone_conn_input_eof(io->conn);
+    return 0;
+}
+
+static int write_socket(hbone_io *io, uint64_t now_ms)
+{
+    size_t len;
+    const uint8_t *out;
+    while ((out = hbone_conn_output(io->conn, &len, now_ms)) != NULL) {
+        ssize_t n = send(io->fd, out, len, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
+                return 0;
+            io->eof = 1;
+            hbone_conn_input_eof(io->conn);
+            return 0;
+        }
+        hbone_conn_output_consume(io->conn, (size_t)n);
+    }
+    return 0;
+}
+
+int hbone_io_handle(hbone_io *io, int ready, uint64_t now_ms)
+{
+    if (!io)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    int r = 0;
+    if (ready & HBONE_IO_READ)
+        r = read_socket(io, now_ms);
+    if (r == 0 && hbone_conn_get_expiry(io->conn) <= now_ms)
+        r = hbone_conn_handle_expiry(io->conn, now_ms);
+    /* Always try to write: reading and timers produce output, and a failed
+     * connection may still owe the peer an alert. */
+    (void)write_socket(io, now_ms);
+    if (r < 0 || hbone_conn_is_closed(io->conn) || io->eof)
+        return HBONE_ERR_CLOSED;
+    return 0;
+}
