@@ -1,0 +1,691 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hbone: HBONE tunnels from the command line.
+ *
+ *   hbone serve   --listen ADDR:PORT TLS... [--allow ID]... [--echo]
+ *   hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id ID TLS...
+ *                 [--header 'name: value']...
+ *   hbone forward --listen ADDR:PORT --peer ADDR:PORT --authority HOST:PORT
+ *                 --expect-id ID TLS...
+ *   TLS: --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem [--trust-domain TD]
+ *
+ * Built on libhbone's public API and its io layer; one thread, one poll()
+ * loop (loop.c), tunnels piped to sockets or stdio (pipe.c).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <hbone/hbone.h>
+
+#include "loop.h"
+#include "pipe.h"
+
+#define MAX_LIST 32
+#define EXIT_USAGE 2
+#define EXIT_TLS 3    /* TLS or identity failure */
+#define EXIT_STATUS 4 /* the server answered something other than 200 */
+#define EXIT_RESET 5  /* the tunnel was reset or the connection lost */
+
+struct options {
+    const char *listen, *peer, *authority, *expect_id;
+    const char *cert, *key, *ca, *trust_domain;
+    const char *allow[MAX_LIST];
+    size_t n_allow;
+    const char *headers[MAX_LIST];
+    size_t n_headers;
+    int echo;
+};
+
+static const char *command = "hbone";
+
+__attribute__((format(printf, 1, 2), noreturn)) static void fail_usage(const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    fprintf(stderr, "hbone %s: ", command);
+    vfprintf(stderr, fmt, ap);
+    fprintf(stderr, "\n(try hbone %s --help)\n", command);
+    va_end(ap);
+    exit(EXIT_USAGE);
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (!f) {
+        fprintf(stderr, "hbone %s: cannot read %s: %s\n", command, path, strerror(errno));
+        exit(1);
+    }
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        n += fread(buf + n, 1, cap - n, f);
+        if (n < cap)
+            break;
+        char *grown = realloc(buf, cap *= 2);
+        if (!grown)
+            free(buf);
+        buf = grown;
+    }
+    fclose(f);
+    if (!buf) {
+        fprintf(stderr, "hbone %s: out of memory reading %s\n", command, path);
+        exit(1);
+    }
+    *len = n;
+    return buf;
+}
+
+/* The mTLS config from --cert, --key, --ca and --trust-domain. */
+static hbone_config *load_config(const struct options *o)
+{
+    if (!o->cert || !o->key || !o->ca)
+        fail_usage("%s", "--cert, --key and --ca are required");
+    hbone_config *cfg;
+    if (hbone_config_new(&cfg, NULL) < 0)
+        exit(1);
+    size_t chain_len, key_len, ca_len;
+    char *chain = read_file(o->cert, &chain_len), *key = read_file(o->key, &key_len);
+    char *ca = read_file(o->ca, &ca_len);
+    int r = hbone_config_set_certificate(cfg, chain, chain_len, key, key_len);
+    if (r < 0) {
+        fprintf(stderr, "hbone %s: %s / %s: %s\n", command, o->cert, o->key,
+                hbone_config_error_detail(cfg));
+        exit(1);
+    }
+    /* The bundle belongs to our own trust domain unless told otherwise. */
+    size_t td_len;
+    const char *td = o->trust_domain;
+    if (td)
+        td_len = strlen(td);
+    else
+        td = hbone_spiffe_id_trust_domain(hbone_config_identity(cfg), &td_len);
+    r = hbone_config_add_trust_bundle(cfg, td, td_len, ca, ca_len);
+    if (r == 0 && o->trust_domain)
+        r = hbone_config_accept_trust_domain(cfg, td, td_len);
+    if (r < 0) {
+        fprintf(stderr, "hbone %s: %s: %s\n", command, o->ca, hbone_config_error_detail(cfg));
+        exit(1);
+    }
+    free(chain);
+    free(key);
+    free(ca);
+    return cfg;
+}
+
+/* --- one HBONE connection in the loop -------------------------------------- */
+
+struct conn_watch {
+    watcher w;
+    hbone_conn *conn; /* its user data is this watcher */
+    hbone_io *io;
+    const struct options *o;
+    void *app; /* the command's state */
+    void (*on_closed)(struct conn_watch *cw);
+};
+
+static short conn_events(watcher *w, uint64_t now, int *timeout_ms)
+{
+    struct conn_watch *cw = w->ctx;
+    *timeout_ms = hbone_io_timeout_ms(cw->io, now);
+    int ev = hbone_io_events(cw->io, now);
+    return (short)((ev & HBONE_IO_READ ? POLLIN : 0) | (ev & HBONE_IO_WRITE ? POLLOUT : 0));
+}
+
+static int conn_handle(watcher *w, short revents, uint64_t now)
+{
+    struct conn_watch *cw = w->ctx;
+    int ready = (revents & (POLLIN | POLLHUP | POLLERR) ? HBONE_IO_READ : 0) |
+                (revents & POLLOUT ? HBONE_IO_WRITE : 0);
+    if (hbone_io_handle(cw->io, ready, now) != HBONE_ERR_CLOSED)
+        return 0;
+    if (cw->on_closed)
+        cw->on_closed(cw);
+    return -1;
+}
+
+static void conn_release(watcher *w)
+{
+    struct conn_watch *cw = w->ctx;
+    hbone_io_del(cw->io);
+    hbone_conn_del(cw->conn);
+    free(cw);
+}
+
+/* An HBONE connection on @p fd, driven by the loop. */
+static struct conn_watch *watch_conn(int server, int fd, hbone_config *cfg,
+                                     const hbone_callbacks *cbs, const struct options *o, void *app)
+{
+    struct conn_watch *cw = calloc(1, sizeof(*cw));
+    if (!cw)
+        exit(1);
+    cw->o = o;
+    cw->app = app;
+    uint64_t now = hbone_io_now_ms();
+    int r = server ? hbone_conn_server_new(&cw->conn, cfg, cbs, cw, now)
+                   : hbone_conn_client_new(&cw->conn, cfg, cbs, cw, now);
+    if (r < 0 || hbone_io_new(&cw->io, cw->conn, fd) < 0) {
+        fprintf(stderr, "hbone %s: cannot set up a connection: %s\n", command, hbone_strerror(r));
+        exit(1);
+    }
+    cw->w = (watcher){fd, conn_events, conn_handle, conn_release, cw};
+    loop_add(&cw->w);
+    return cw;
+}
+
+static hbone_spiffe_id *parse_id(const char *text)
+{
+    hbone_spiffe_id *id;
+    size_t bad = 0;
+    int r = hbone_spiffe_id_validate(text, strlen(text), &bad);
+    if (r < 0 || hbone_spiffe_id_parse(&id, text, strlen(text), NULL) < 0) {
+        fprintf(stderr, "hbone %s: %s is not a SPIFFE ID: %s (at byte %zu)\n", command, text,
+                hbone_strerror(r), bad);
+        exit(EXIT_USAGE);
+    }
+    return id;
+}
+
+/* A client connection to --peer, expecting --expect-id. */
+static struct conn_watch *dial_peer(const struct options *o, hbone_config *cfg,
+                                    const hbone_callbacks *cbs, void *app)
+{
+    if (!o->peer || !o->authority || !o->expect_id)
+        fail_usage("%s", "--peer, --authority and --expect-id are required");
+    hbone_spiffe_id *id = parse_id(o->expect_id);
+    int fd;
+    int r = hbone_io_connect(o->peer, strlen(o->peer), &fd);
+    if (r == HBONE_ERR_AUTHORITY)
+        fail_usage("--peer %s: expected a.b.c.d:port or [ipv6]:port", o->peer);
+    struct pollfd pfd = {fd, POLLOUT, 0};
+    if (r < 0 || poll(&pfd, 1, 10000) != 1 || hbone_io_connect_result(fd) < 0) {
+        fprintf(stderr, "hbone %s: cannot connect to %s: %s\n", command, o->peer,
+                r < 0 || pfd.revents ? strerror(errno) : "timed out");
+        exit(EXIT_TLS);
+    }
+    struct conn_watch *cw = watch_conn(0, fd, cfg, cbs, o, app);
+    hbone_conn_expect_peer(cw->conn, id);
+    hbone_spiffe_id_del(id);
+    return cw;
+}
+
+/* "name: value" into the parallel arrays hbone_conn_tunnel_open takes. */
+static size_t split_headers(const struct options *o, const char **names, size_t *name_lens,
+                            const char **values, size_t *value_lens)
+{
+    for (size_t i = 0; i < o->n_headers; i++) {
+        const char *h = o->headers[i], *colon = strchr(h, ':');
+        if (!colon || colon == h)
+            fail_usage("--header %s: expected 'name: value'", h);
+        names[i] = h;
+        name_lens[i] = (size_t)(colon - h);
+        values[i] = colon + 1 + strspn(colon + 1, " ");
+        value_lens[i] = strlen(values[i]);
+        for (size_t k = 0; k < name_lens[i]; k++) {
+            if (h[k] >= 'A' && h[k] <= 'Z')
+                fail_usage("--header %s: HTTP/2 header names are lowercase", h);
+        }
+    }
+    return o->n_headers;
+}
+
+static int32_t open_tunnel(struct conn_watch *cw)
+{
+    const char *names[MAX_LIST], *values[MAX_LIST];
+    size_t name_lens[MAX_LIST], value_lens[MAX_LIST];
+    size_t n = split_headers(cw->o, names, name_lens, values, value_lens);
+    int32_t tunnel;
+    int r = hbone_conn_tunnel_open(cw->conn, cw->o->authority, strlen(cw->o->authority), names,
+                                   name_lens, values, value_lens, n, &tunnel);
+    if (r == HBONE_ERR_AUTHORITY)
+        fail_usage("--authority %s: expected ip:port, [ipv6]:port or host:port", cw->o->authority);
+    return r < 0 ? -1 : tunnel;
+}
+
+/* --- serve ------------------------------------------------------------------- */
+
+static void log_tunnel(tunnel_pipe *p, const char *outcome)
+{
+    fprintf(stderr, "%s up=%llu down=%llu duration=%llums outcome=%s\n", p->label,
+            (unsigned long long)p->up, (unsigned long long)p->down,
+            (unsigned long long)(hbone_io_now_ms() - p->started), outcome);
+}
+
+static void serve_done(tunnel_pipe *p, uint32_t reason)
+{
+    char outcome[48];
+    if (p->ctx) /* a rejection already named the outcome */
+        snprintf(outcome, sizeof(outcome), "%s", (const char *)p->ctx);
+    else if (reason == 0)
+        snprintf(outcome, sizeof(outcome), "closed");
+    else if (reason == HBONE_CLOSE_CONNECTION_LOST)
+        snprintf(outcome, sizeof(outcome), "connection-lost");
+    else
+        snprintf(outcome, sizeof(outcome), "reset-0x%x", reason);
+    log_tunnel(p, outcome);
+}
+
+static void serve_dialed(tunnel_pipe *p, int error)
+{
+    if (error == 0) {
+        hbone_conn_tunnel_accept(p->conn, p->tunnel, NULL, NULL, NULL, NULL, 0);
+        return;
+    }
+    p->ctx = "dial-failed-503";
+    hbone_conn_tunnel_reject(p->conn, p->tunnel, 503);
+}
+
+static int allowed(const struct options *o, const hbone_spiffe_id *peer)
+{
+    if (o->n_allow == 0)
+        return 1; /* any verified peer of an accepted trust domain */
+    for (size_t i = 0; i < o->n_allow; i++) {
+        if (strcmp(o->allow[i], hbone_spiffe_id_str(peer, NULL)) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+static void serve_request(hbone_conn *conn, int32_t tunnel, const char *host, size_t host_len,
+                          uint16_t port, int kind, void *user)
+{
+    (void)kind;
+    struct conn_watch *cw = user;
+    tunnel_pipe *p = pipe_new(conn, tunnel, serve_done, NULL);
+    if (!p) {
+        hbone_conn_tunnel_reject(conn, tunnel, 503);
+        return;
+    }
+    const char *peer = hbone_spiffe_id_str(hbone_conn_peer_id(conn), NULL);
+    char authority[HBONE_AUTHORITY_MAX];
+    hbone_authority_format(host, host_len, port, authority, sizeof(authority), NULL);
+    snprintf(p->label, sizeof(p->label), "tunnel peer=%s authority=%s", peer, authority);
+    if (!allowed(cw->o, hbone_conn_peer_id(conn))) {
+        p->ctx = "denied-401";
+        hbone_conn_tunnel_reject(conn, tunnel, 401);
+        return;
+    }
+    if (cw->o->echo) {
+        pipe_attach_echo(p);
+        hbone_conn_tunnel_accept(conn, tunnel, NULL, NULL, NULL, NULL, 0);
+        return;
+    }
+    if (pipe_dial(p, authority, strlen(authority), serve_dialed) < 0) {
+        p->ctx = "dial-failed-503";
+        hbone_conn_tunnel_reject(conn, tunnel, 503);
+    }
+}
+
+struct listener {
+    watcher w;
+    const struct options *o;
+    void *app;
+    hbone_config *cfg;
+    hbone_callbacks *cbs;
+    void (*accepted)(struct listener *l, int fd);
+};
+
+static short listener_events(watcher *w, uint64_t now, int *timeout_ms)
+{
+    (void)w;
+    (void)now;
+    (void)timeout_ms;
+    return POLLIN;
+}
+
+static int listener_handle(watcher *w, short revents, uint64_t now)
+{
+    (void)now;
+    struct listener *l = w->ctx;
+    int fd;
+    while ((revents & POLLIN) && hbone_io_accept(w->fd, &fd) == 0)
+        l->accepted(l, fd);
+    return 0;
+}
+
+static void serve_accepted(struct listener *l, int fd)
+{
+    watch_conn(1, fd, l->cfg, l->cbs, l->o, NULL);
+}
+
+static int listen_on(struct listener *l, const char *address)
+{
+    int fd;
+    uint16_t port;
+    int r = hbone_io_listen(address, strlen(address), 128, &fd, &port);
+    if (r == HBONE_ERR_AUTHORITY)
+        fail_usage("--listen %s: expected a.b.c.d:port or [ipv6]:port", address);
+    if (r < 0) {
+        fprintf(stderr, "hbone %s: cannot listen on %s: %s\n", command, address, strerror(errno));
+        exit(1);
+    }
+    l->w = (watcher){fd, listener_events, listener_handle, NULL, l};
+    loop_add(&l->w);
+    return port;
+}
+
+static hbone_callbacks *pipe_callbacks(void)
+{
+    hbone_callbacks *cbs;
+    if (hbone_callbacks_new(&cbs) < 0)
+        exit(1);
+    hbone_callbacks_set_tunnel_data(cbs, pipe_on_data);
+    hbone_callbacks_set_tunnel_end(cbs, pipe_on_end);
+    hbone_callbacks_set_tunnel_writable(cbs, pipe_on_writable);
+    hbone_callbacks_set_tunnel_close(cbs, pipe_on_close);
+    return cbs;
+}
+
+static int cmd_serve(const struct options *o)
+{
+    if (!o->listen)
+        fail_usage("%s", "--listen is required");
+    static struct listener l;
+    l.o = o;
+    l.cfg = load_config(o);
+    l.cbs = pipe_callbacks();
+    hbone_callbacks_set_tunnel_request(l.cbs, serve_request);
+    l.accepted = serve_accepted;
+    int port = listen_on(&l, o->listen);
+    fprintf(stderr, "hbone serve: listening on %s (port %d) as %s%s\n", o->listen, port,
+            hbone_spiffe_id_str(hbone_config_identity(l.cfg), NULL),
+            o->echo ? ", echoing tunnels" : "");
+    loop_run();
+    return 0;
+}
+
+/* --- connect ------------------------------------------------------------------ */
+
+struct connect_state {
+    int status;
+    uint32_t reason;
+    int closed;
+    char failure[400]; /* why the connection failed, copied before it is freed */
+};
+
+static void connect_response(hbone_conn *conn, int32_t tunnel, int status, void *user)
+{
+    struct conn_watch *cw = user;
+    struct connect_state *st = cw->app;
+    st->status = status;
+    if (status == 200) {
+        /* stdin is read without blocking; stdout is written blocking. */
+        int flags = fcntl(STDIN_FILENO, F_GETFL);
+        fcntl(STDIN_FILENO, F_SETFL, flags | O_NONBLOCK);
+        pipe_attach(hbone_conn_tunnel_get_user_data(conn, tunnel), STDIN_FILENO, STDOUT_FILENO);
+    }
+}
+
+static void connect_done(tunnel_pipe *p, uint32_t reason)
+{
+    struct connect_state *st = p->ctx;
+    st->closed = 1;
+    st->reason = reason;
+    loop_stop(0);
+}
+
+static void connect_closed(struct conn_watch *cw)
+{
+    struct connect_state *st = cw->app;
+    snprintf(st->failure, sizeof(st->failure), "%s", hbone_conn_error_detail(cw->conn));
+    if (!st->closed)
+        loop_stop(0);
+}
+
+static int cmd_connect(const struct options *o)
+{
+    hbone_config *cfg = load_config(o);
+    hbone_callbacks *cbs = pipe_callbacks();
+    hbone_callbacks_set_tunnel_response(cbs, connect_response);
+    static struct connect_state st;
+    struct conn_watch *cw = dial_peer(o, cfg, cbs, &st);
+    cw->on_closed = connect_closed;
+    int32_t tunnel = open_tunnel(cw);
+    if (tunnel < 0 || !pipe_new(cw->conn, tunnel, connect_done, &st)) {
+        fprintf(stderr, "hbone connect: cannot open the tunnel\n");
+        return 1;
+    }
+    hbone_callbacks_del(cbs); /* the connection copied them */
+    hbone_config_del(cfg);    /* and holds its own reference */
+    signal(SIGPIPE, SIG_IGN);
+    loop_run(); /* the connection's watcher may be freed now: use st only */
+    loop_release_all();
+    if (st.failure[0]) {
+        fprintf(stderr, "hbone connect: %s\n", st.failure);
+        return EXIT_TLS;
+    }
+    if (st.status != 200) {
+        if (st.status)
+            fprintf(stderr, "hbone connect: %s answered %d\n", o->authority, st.status);
+        else
+            fprintf(stderr, "hbone connect: no answer to the CONNECT\n");
+        return st.status ? EXIT_STATUS : EXIT_RESET;
+    }
+    if (!st.closed || st.reason != 0) {
+        fprintf(stderr, "hbone connect: the tunnel was %s\n",
+                st.reason == HBONE_CLOSE_CONNECTION_LOST || !st.closed ? "lost with its connection"
+                                                                       : "reset");
+        return EXIT_RESET;
+    }
+    return 0;
+}
+
+/* --- forward ------------------------------------------------------------------ */
+
+static void forward_response(hbone_conn *conn, int32_t tunnel, int status, void *user)
+{
+    (void)user;
+    tunnel_pipe *p = hbone_conn_tunnel_get_user_data(conn, tunnel);
+    if (p && status == 200)
+        pipe_attach(p, p->in_fd, p->out_fd);
+    else
+        fprintf(stderr, "hbone forward: %s answered %d\n", p ? p->label : "?", status);
+}
+
+static void forward_done(tunnel_pipe *p, uint32_t reason)
+{
+    if (reason != 0)
+        fprintf(stderr, "hbone forward: tunnel %d ended with %s 0x%x\n", (int)p->tunnel,
+                reason == HBONE_CLOSE_CONNECTION_LOST ? "connection loss" : "reset", reason);
+}
+
+static void forward_lost(struct conn_watch *cw)
+{
+    fprintf(stderr, "hbone forward: connection to %s ended%s%s\n", cw->o->peer,
+            hbone_conn_error_detail(cw->conn)[0] ? ": " : "", hbone_conn_error_detail(cw->conn));
+    loop_stop(EXIT_RESET);
+}
+
+/* Every local connection gets its own tunnel on the one HBONE connection. */
+static void forward_accepted(struct listener *l, int fd)
+{
+    struct conn_watch *peer = l->app;
+    int32_t tunnel = open_tunnel(peer);
+    tunnel_pipe *p = tunnel < 0 ? NULL : pipe_new(peer->conn, tunnel, forward_done, NULL);
+    if (!p) {
+        fprintf(stderr, "hbone forward: cannot open a tunnel\n");
+        close(fd);
+        if (tunnel >= 0)
+            hbone_conn_tunnel_reset(peer->conn, tunnel, 0x8);
+        return;
+    }
+    p->in_fd = p->out_fd = fd; /* piped once the 200 arrives */
+    snprintf(p->label, sizeof(p->label), "tunnel %d to %s", (int)tunnel, l->o->authority);
+}
+
+static int cmd_forward(const struct options *o)
+{
+    if (!o->listen)
+        fail_usage("%s", "--listen is required");
+    hbone_config *cfg = load_config(o);
+    hbone_callbacks *cbs = pipe_callbacks();
+    hbone_callbacks_set_tunnel_response(cbs, forward_response);
+    static struct listener l;
+    l.o = o;
+    l.cfg = cfg;
+    l.cbs = cbs;
+    l.accepted = forward_accepted;
+    struct conn_watch *peer = dial_peer(o, cfg, cbs, NULL);
+    peer->on_closed = forward_lost;
+    l.app = peer;
+    int port = listen_on(&l, o->listen);
+    fprintf(stderr, "hbone forward: %s (port %d) -> %s via %s\n", o->listen, port, o->authority,
+            o->peer);
+    signal(SIGPIPE, SIG_IGN);
+    loop_run();
+    loop_release_all();
+    hbone_callbacks_del(cbs);
+    hbone_config_del(cfg);
+    return loop_status();
+}
+
+/* --- flags ---------------------------------------------------------------------- */
+
+static const char usage_serve[] =
+    "usage: hbone serve --listen ADDR:PORT --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem\n"
+    "                   [--trust-domain TD] [--allow SPIFFE_ID]... [--echo]\n"
+    "Terminate HBONE: authorize each CONNECT (--allow: only these peers, 401 otherwise),\n"
+    "then dial its authority and pipe bytes both ways (503 if the dial fails), or with\n"
+    "--echo send the tunnel's bytes back. One log line per tunnel on stderr.\n";
+static const char usage_connect[] =
+    "usage: hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id SPIFFE_ID\n"
+    "                     --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem [--trust-domain TD]\n"
+    "                     [--header 'name: value']...\n"
+    "One tunnel: stdin into it, its bytes to stdout; EOF on stdin half-closes. Exit 0 after\n"
+    "a clean close; 3 on a TLS or identity failure, 4 when the answer is not 200 (printed),\n"
+    "5 when the tunnel is reset or lost, 2 for bad flags.\n";
+static const char usage_forward[] =
+    "usage: hbone forward --listen ADDR:PORT --peer ADDR:PORT --authority HOST:PORT\n"
+    "                     --expect-id SPIFFE_ID --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem\n"
+    "                     [--trust-domain TD] [--header 'name: value']...\n"
+    "Every local TCP connection accepted gets its own tunnel, all on one HBONE connection.\n";
+static const char usage_main[] =
+    "usage: hbone serve|connect|forward [flags]   (hbone COMMAND --help for each)\n"
+    "ADDR is a.b.c.d or a bracketed IPv6 address, e.g. [::1]:15008.\n";
+
+static void parse_flags(int argc, char **argv, struct options *o, const char *usage)
+{
+    enum {
+        LISTEN = 1,
+        PEER,
+        AUTHORITY,
+        EXPECT_ID,
+        CERT,
+        KEY,
+        CA,
+        TRUST_DOMAIN,
+        ALLOW,
+        HEADER,
+        ECHO,
+        HELP
+    };
+    static const struct option flags[] = {
+        {"listen", required_argument, NULL, LISTEN},
+        {"peer", required_argument, NULL, PEER},
+        {"authority", required_argument, NULL, AUTHORITY},
+        {"expect-id", required_argument, NULL, EXPECT_ID},
+        {"cert", required_argument, NULL, CERT},
+        {"key", required_argument, NULL, KEY},
+        {"ca", required_argument, NULL, CA},
+        {"trust-domain", required_argument, NULL, TRUST_DOMAIN},
+        {"allow", required_argument, NULL, ALLOW},
+        {"header", required_argument, NULL, HEADER},
+        {"echo", no_argument, NULL, ECHO},
+        {"help", no_argument, NULL, HELP},
+        {NULL, 0, NULL, 0},
+    };
+    /* Each command takes only its own flags. */
+    const char *own = strcmp(command, "serve") == 0 ? "listen cert key ca trust-domain allow echo"
+                      : strcmp(command, "connect") == 0 ? "peer authority expect-id cert key ca "
+                                                          "trust-domain header"
+                                                        : "listen peer authority expect-id cert "
+                                                          "key ca trust-domain header";
+    opterr = 0;
+    int c, index = 0;
+    while ((c = getopt_long(argc, argv, "", flags, &index)) != -1) {
+        if (c == HELP) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (c == '?' || c == ':')
+            fail_usage("unknown or incomplete flag %s", argv[optind - 1]);
+        if (!strstr(own, flags[index].name))
+            fail_usage("--%s does not apply to this command", flags[index].name);
+        switch (c) {
+        case LISTEN:
+            o->listen = optarg;
+            break;
+        case PEER:
+            o->peer = optarg;
+            break;
+        case AUTHORITY:
+            o->authority = optarg;
+            break;
+        case EXPECT_ID:
+            o->expect_id = optarg;
+            break;
+        case CERT:
+            o->cert = optarg;
+            break;
+        case KEY:
+            o->key = optarg;
+            break;
+        case CA:
+            o->ca = optarg;
+            break;
+        case TRUST_DOMAIN:
+            o->trust_domain = optarg;
+            break;
+        case ECHO:
+            o->echo = 1;
+            break;
+        case ALLOW:
+            if (o->n_allow == MAX_LIST)
+                fail_usage("%s", "too many --allow");
+            hbone_spiffe_id_del(parse_id(optarg)); /* only checked: exits on a bad ID */
+            o->allow[o->n_allow++] = optarg;
+            break;
+        case HEADER:
+            if (o->n_headers == MAX_LIST)
+                fail_usage("%s", "too many --header");
+            o->headers[o->n_headers++] = optarg;
+            break;
+        default:
+            break;
+        }
+    }
+    if (optind < argc)
+        fail_usage("unexpected argument %s", argv[optind]);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2 || strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+        fputs(usage_main, argc < 2 ? stderr : stdout);
+        return argc < 2 ? EXIT_USAGE : 0;
+    }
+    command = argv[1];
+    struct options o = {0};
+    if (strcmp(command, "serve") == 0) {
+        parse_flags(argc - 1, argv + 1, &o, usage_serve);
+        return cmd_serve(&o);
+    }
+    if (strcmp(command, "connect") == 0) {
+        parse_flags(argc - 1, argv + 1, &o, usage_connect);
+        return cmd_connect(&o);
+    }
+    if (strcmp(command, "forward") == 0) {
+        parse_flags(argc - 1, argv + 1, &o, usage_forward);
+        return cmd_forward(&o);
+    }
+    fprintf(stderr, "hbone: unknown command %s\n%s", command, usage_main);
+    return EXIT_USAGE;
+}
