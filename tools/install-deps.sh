@@ -8,8 +8,9 @@ packages=(
     build-essential meson ninja-build pkg-config libnghttp2-dev libwolfssl-dev check
     # the tuned wolfSSL is rebuilt from Debian's source package
     dpkg-dev autoconf automake libtool
-    # tests: PKI generation, valgrind, C++ header check, fuzzers (clang)
-    openssl valgrind g++ clang libclang-rt-14-dev
+    # tests: PKI generation, valgrind, C++ header check, fuzzers (clang),
+    # interop peers (Python h2, nghttpx)
+    openssl valgrind g++ clang libclang-rt-14-dev python3 python3-h2 nghttp2-proxy
 )
 
 missing=()

@@ -1,0 +1,437 @@
+#!/usr/bin/python3
+# SPDX-License-Identifier: MIT
+"""Interop with HTTP/2 stacks that are not libhbone, in both roles:
+
+- a client and a server written with Python's h2 (Debian python3-h2) over
+  Python's ssl (OpenSSL), against `hbone serve` and `hbone connect`/`forward`;
+- nghttpx (Debian nghttp2-proxy) in HTTP/2 proxy mode with client-certificate
+  verification, as the server for `hbone connect`.
+
+usage: test_interop.py HBONE_BINARY GEN_PKI_SCRIPT SCRATCH_DIR
+Prints one line per check and "N passed, M failed"; exits non-zero on failure.
+"""
+import hashlib
+import os
+import re
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import threading
+import time
+
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
+import h2.settings
+
+HBONE, GEN_PKI, SCRATCH = sys.argv[1], sys.argv[2], sys.argv[3]
+PKI = os.path.join(SCRATCH, "pki")
+SERVER_ID = "spiffe://cluster.local/ns/default/sa/server"
+CLIENT_ID = "spiffe://cluster.local/ns/default/sa/client"
+MiB = 1 << 20
+results = []
+
+
+def check(name, ok, detail=""):
+    results.append(bool(ok))
+    print(("ok   " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)), flush=True)
+
+
+def tls_flags(leaf):
+    return ["--cert", f"{PKI}/{leaf}.chain.pem", "--key", f"{PKI}/{leaf}.key",
+            "--ca", f"{PKI}/bundle-cluster.local.pem"]
+
+
+def tls_context(server, leaf):
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER if server else ssl.PROTOCOL_TLS_CLIENT)
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_3
+    ctx.load_cert_chain(f"{PKI}/{leaf}.chain.pem", f"{PKI}/{leaf}.key")
+    ctx.load_verify_locations(f"{PKI}/bundle-cluster.local.pem")
+    ctx.verify_mode = ssl.CERT_REQUIRED
+    ctx.check_hostname = False  # HBONE checks the SPIFFE ID, never a host name
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
+
+def uri_sans(tls_sock):
+    return [v for k, v in tls_sock.getpeercert().get("subjectAltName", ()) if k == "URI"]
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+class Hbone:
+    """A long-running hbone process whose first log line names its port."""
+
+    def __init__(self, args):
+        self.proc = subprocess.Popen([HBONE] + args, stderr=subprocess.PIPE, text=True)
+        first = self.proc.stderr.readline()
+        self.lines = [first]
+        self.port = int(re.search(r"\(port (\d+)\)", first).group(1))
+        threading.Thread(target=lambda: self.lines.extend(self.proc.stderr), daemon=True).start()
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+class H2Peer:
+    """A blocking h2 connection with per-stream echo and receive buffers."""
+
+    def __init__(self, sock, client):
+        self.sock = sock
+        cfg = h2.config.H2Configuration(client_side=client, validate_outbound_headers=False,
+                                        normalize_outbound_headers=False,
+                                        validate_inbound_headers=False)
+        self.conn = h2.connection.H2Connection(config=cfg)
+        self.conn.local_settings = h2.settings.Settings(client=client, initial_values={
+            h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 4 * MiB})
+        self.conn.initiate_connection()
+        self.conn.increment_flow_control_window(16 * MiB)
+        self.pending = {}   # stream -> bytes waiting for window
+        self.end_after = set()  # streams to end once pending is flushed
+        self.received = {}  # stream -> bytearray
+        self.status = {}
+        self.ended = set()
+        self.reset = {}
+        self.lock = threading.Lock()
+        self.flush()
+
+    def flush(self):
+        for stream in list(self.pending):
+            data = self.pending[stream]
+            while data:
+                room = min(self.conn.local_flow_control_window(stream),
+                           self.conn.max_outbound_frame_size, len(data))
+                if room <= 0:
+                    break
+                self.conn.send_data(stream, data[:room])
+                data = data[room:]
+            self.pending[stream] = data
+            if not data:
+                del self.pending[stream]
+                if stream in self.end_after:
+                    self.end_after.discard(stream)
+                    self.conn.end_stream(stream)
+        out = self.conn.data_to_send()
+        if out:
+            self.sock.sendall(out)
+
+    def send(self, stream, data, end=False):
+        self.pending[stream] = self.pending.get(stream, b"") + data
+        if end:
+            self.end_after.add(stream)
+        self.flush()
+
+    def pump(self, on_event=None):
+        data = self.sock.recv(65536)
+        if not data:
+            return False
+        for ev in self.conn.receive_data(data):
+            if isinstance(ev, h2.events.DataReceived):
+                self.received.setdefault(ev.stream_id, bytearray()).extend(ev.data)
+                self.conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+            elif isinstance(ev, h2.events.ResponseReceived):
+                self.status[ev.stream_id] = int(dict(ev.headers)[b":status"])
+            elif isinstance(ev, h2.events.StreamEnded):
+                self.ended.add(ev.stream_id)
+            elif isinstance(ev, h2.events.StreamReset):
+                self.reset[ev.stream_id] = ev.error_code
+            if on_event:
+                on_event(ev)
+        self.flush()
+        return True
+
+
+# --- a Python h2 HBONE server, for hbone connect / forward -------------------
+
+def h2_server(leaf, answer):
+    """Serve HBONE on a fresh port: answer(authority) gives the status; a 200
+    echoes the tunnel (ending it when the client ends). Returns the port."""
+    lsock = socket.socket()
+    lsock.bind(("127.0.0.1", 0))
+    lsock.listen(16)
+    ctx = tls_context(True, leaf)
+
+    def serve(raw):
+        try:
+            tls = ctx.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError):
+            return  # refused in the handshake
+        if tls.selected_alpn_protocol() != "h2" or uri_sans(tls) != [CLIENT_ID]:
+            tls.close()
+            return
+        peer = H2Peer(tls, client=False)
+
+        def on_event(ev):
+            if isinstance(ev, h2.events.RequestReceived):
+                h = dict(ev.headers)
+                ok = h.get(b":method") == b"CONNECT" and b":path" not in h
+                status = answer(h.get(b":authority", b"").decode()) if ok else 400
+                peer.conn.send_headers(ev.stream_id, [(":status", str(status))],
+                                       end_stream=status != 200)
+            elif isinstance(ev, h2.events.DataReceived):
+                peer.send(ev.stream_id, ev.data)
+                peer.received[ev.stream_id].clear()
+            elif isinstance(ev, h2.events.StreamEnded):
+                peer.send(ev.stream_id, b"", end=True)
+
+        try:
+            while peer.pump(on_event):
+                pass
+        except (OSError, h2.exceptions.ProtocolError):
+            pass
+
+    def accept_loop():
+        while True:
+            raw, _ = lsock.accept()
+            threading.Thread(target=serve, args=(raw,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    return lsock.getsockname()[1]
+
+
+def hbone_connect(port, authority, data, expect=SERVER_ID, leaf="client"):
+    return subprocess.run([HBONE, "connect", "--peer", f"127.0.0.1:{port}", "--authority",
+                           authority, "--expect-id", expect] + tls_flags(leaf),
+                          input=data, capture_output=True, timeout=60)
+
+
+def python_server_tests():
+    port = h2_server("server", lambda a: {"10.0.0.2:80": 200, "10.0.0.2:22": 401}.get(a, 503))
+    data = os.urandom(MiB)
+    r = hbone_connect(port, "10.0.0.2:80", data)
+    check("hbone connect -> h2 server: 1 MiB echoed, clean close",
+          r.returncode == 0 and r.stdout == data, (r.returncode, len(r.stdout), r.stderr))
+    r = hbone_connect(port, "10.0.0.2:22", b"x")
+    check("hbone connect -> h2 server: 401 surfaced", r.returncode == 4 and b"401" in r.stderr,
+          r.stderr)
+    r = hbone_connect(port, "10.0.0.3:80", b"x")
+    check("hbone connect -> h2 server: 503 surfaced", r.returncode == 4 and b"503" in r.stderr,
+          r.stderr)
+    r = hbone_connect(port, "10.0.0.2:80", b"x", leaf="evil-client")
+    check("h2 server refuses an untrusted hbone client", r.returncode == 3, r.stderr)
+
+    other = h2_server("client2", lambda a: 200)  # presents another identity
+    r = hbone_connect(other, "10.0.0.2:80", b"x")
+    check("hbone connect refuses an h2 server with the wrong identity",
+          r.returncode == 3 and b"peer presented spiffe://cluster.local/ns/other/sa/client2"
+          in r.stderr, r.stderr)
+
+    fwd = Hbone(["forward", "--listen", "127.0.0.1:0", "--peer", f"127.0.0.1:{port}",
+                 "--authority", "10.0.0.2:80", "--expect-id", SERVER_ID] + tls_flags("client"))
+    ok = [None] * 100
+
+    def one(i):
+        payload = os.urandom(MiB)
+        got = bytearray()
+        with socket.create_connection(("127.0.0.1", fwd.port), timeout=60) as s:
+            sender = threading.Thread(target=lambda: (s.sendall(payload),
+                                                      s.shutdown(socket.SHUT_WR)))
+            sender.start()
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    break
+                got.extend(chunk)
+            sender.join()
+        ok[i] = hashlib.sha256(got).digest() == hashlib.sha256(payload).digest()
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(100)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    check("hbone forward -> h2 server: 100 concurrent tunnels of 1 MiB, checksums match",
+          all(x is True for x in ok), ok.count(True))
+    fwd.stop()
+
+
+# --- a Python h2 HBONE client, against hbone serve ----------------------------
+
+def h2_client(port, leaf="client"):
+    raw = socket.create_connection(("127.0.0.1", port), timeout=60)
+    tls = tls_context(False, leaf).wrap_socket(raw)
+    return tls, H2Peer(tls, client=True)
+
+
+def python_client_tests():
+    srv = Hbone(["serve", "--listen", "127.0.0.1:0", "--echo"] + tls_flags("server"))
+    tls, peer = h2_client(srv.port)
+    check("h2 client sees ALPN h2 and the server's SPIFFE ID",
+          tls.selected_alpn_protocol() == "h2" and uri_sans(tls) == [SERVER_ID], uri_sans(tls))
+
+    def request(authority, extra=()):
+        stream = peer.conn.get_next_available_stream_id()
+        peer.conn.send_headers(stream, [(":method", "CONNECT"), (":authority", authority)]
+                               + list(extra), end_stream=False)
+        peer.flush()
+        return stream
+
+    def wait(cond, timeout=60):
+        deadline = time.monotonic() + timeout
+        while not cond() and time.monotonic() < deadline:
+            if not peer.pump():
+                break
+        return cond()
+
+    # One tunnel, half-closed by the client first.
+    s = request("10.0.0.2:80")
+    wait(lambda: s in peer.status)
+    data = os.urandom(MiB)
+    peer.send(s, data, end=True)
+    wait(lambda: s in peer.ended)
+    check("h2 client -> hbone serve: 200, 1 MiB echoed, server ends after the client",
+          peer.status.get(s) == 200 and bytes(peer.received.get(s, b"")) == data
+          and s in peer.ended, (peer.status.get(s), len(peer.received.get(s, b""))))
+
+    # 100 concurrent tunnels of 1 MiB on the one connection.
+    payloads = {}
+    for _ in range(100):
+        st = request("10.0.0.2:80")
+        payloads[st] = os.urandom(MiB)
+    wait(lambda: all(st in peer.status for st in payloads))
+    for st, p in payloads.items():
+        peer.send(st, p, end=True)
+    wait(lambda: all(st in peer.ended for st in payloads), timeout=120)
+    good = sum(1 for st, p in payloads.items() if peer.status.get(st) == 200
+               and hashlib.sha256(peer.received.get(st, b"")).digest()
+               == hashlib.sha256(p).digest())
+    check("h2 client -> hbone serve: 100 concurrent tunnels of 1 MiB, checksums match",
+          good == 100, good)
+
+    # Requests the server must refuse.
+    bad = request("10.0.0.2")  # no port
+    with_path = request("10.0.0.2:80", [(":path", "/")])
+    wait(lambda: bad in peer.status and (with_path in peer.reset or with_path in peer.status))
+    check("h2 client: an authority without a port gets 400", peer.status.get(bad) == 400,
+          peer.status.get(bad))
+    check("h2 client: CONNECT with :path is reset (PROTOCOL_ERROR)",
+          peer.reset.get(with_path) == 1, (peer.reset.get(with_path), peer.status.get(with_path)))
+    tls.close()
+    srv.stop()
+
+    srv = Hbone(["serve", "--listen", "127.0.0.1:0", "--echo", "--allow",
+                 "spiffe://cluster.local/ns/default/sa/nobody"] + tls_flags("server"))
+    tls, peer = h2_client(srv.port)
+    s = request("10.0.0.2:80")
+    wait(lambda: s in peer.status)
+    check("h2 client -> hbone serve --allow: 401 for a peer not allowed",
+          peer.status.get(s) == 401 and s in peer.ended, peer.status.get(s))
+    tls.close()
+    srv.stop()
+
+    srv = Hbone(["serve", "--listen", "127.0.0.1:0", "--echo"] + tls_flags("server"))
+    try:
+        h2_client(srv.port, leaf="evil-client")[0].recv(1)
+        refused = False
+    except (ssl.SSLError, OSError):
+        refused = True
+    check("hbone serve refuses an h2 client with an untrusted certificate", refused)
+    srv.stop()
+
+
+# --- nghttpx as the server for hbone connect ----------------------------------
+
+def nghttpx_tests():
+    nghttpx = shutil.which("nghttpx") or "/usr/sbin/nghttpx"
+    if not os.path.exists(nghttpx):
+        check("nghttpx is installed (Debian nghttp2-proxy)", False)
+        return
+    # nghttpx hands CONNECT to an HTTP/1.1 proxy backend; this one serves a
+    # sized echo: an 8-byte length, then that many bytes back, then close
+    # (nghttpx does not pass a client's half-close on to its backend).
+    backend = socket.socket()
+    backend.bind(("127.0.0.1", 0))
+    backend.listen(16)
+
+    def serve(c):
+        with c:
+            buf = b""
+            while b"\r\n\r\n" not in buf:
+                chunk = c.recv(4096)
+                if not chunk:
+                    return
+                buf += chunk
+            head, rest = buf.split(b"\r\n\r\n", 1)
+            if not head.startswith(b"CONNECT 127.0.0.1:7 "):
+                c.sendall(b"HTTP/1.1 503 Service Unavailable\r\n\r\n")
+                return
+            c.sendall(b"HTTP/1.1 200 OK\r\n\r\n")
+            while len(rest) < 8:
+                rest += c.recv(4096)
+            size = struct.unpack(">Q", rest[:8])[0]
+            rest = rest[8:]
+            c.sendall(rest)
+            sent = len(rest)
+            while sent < size:
+                chunk = c.recv(65536)
+                if not chunk:
+                    return
+                c.sendall(chunk)
+                sent += len(chunk)
+
+    def accept_loop():
+        while True:
+            c, _ = backend.accept()
+            threading.Thread(target=serve, args=(c,), daemon=True).start()
+
+    threading.Thread(target=accept_loop, daemon=True).start()
+    port = free_port()
+    log = os.path.join(SCRATCH, "nghttpx.log")
+    proc = subprocess.Popen([nghttpx, "--http2-proxy", f"--frontend=127.0.0.1,{port}",
+                             f"--backend=127.0.0.1,{backend.getsockname()[1]}",
+                             "--verify-client",
+                             f"--verify-client-cacert={PKI}/bundle-cluster.local.pem",
+                             "--tls-min-proto-version=TLSv1.3",
+                             "--frontend-http2-window-size=4194304",
+                             "--frontend-http2-connection-window-size=16777216",
+                             "--workers=1", f"--errorlog-file={log}", "--accesslog-file=/dev/null",
+                             f"{PKI}/server.key", f"{PKI}/server.chain.pem"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                time.sleep(0.05)  # nghttpx is starting; there is no readiness signal to wait on
+        data = os.urandom(2 * MiB)
+        r = hbone_connect(port, "127.0.0.1:7", struct.pack(">Q", len(data)) + data)
+        check("hbone connect -> nghttpx: 2 MiB through, checksums match, clean close",
+              r.returncode == 0 and r.stdout == data, (r.returncode, len(r.stdout), r.stderr))
+        r = hbone_connect(port, "127.0.0.1:8", b"x")
+        check("hbone connect -> nghttpx: a failing upstream surfaces as non-200",
+              r.returncode == 4, (r.returncode, r.stderr))
+        r = hbone_connect(port, "127.0.0.1:7", b"x", expect="spiffe://cluster.local/ns/a/sa/b")
+        check("hbone connect refuses nghttpx presenting another identity",
+              r.returncode == 3 and b"peer presented " + SERVER_ID.encode() in r.stderr, r.stderr)
+        r = hbone_connect(port, "127.0.0.1:7", b"x", leaf="evil-client")
+        check("nghttpx refuses an untrusted hbone client", r.returncode == 3, r.stderr)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def main():
+    subprocess.run(["bash", GEN_PKI, PKI], check=True, stdout=subprocess.DEVNULL)
+    python_server_tests()
+    python_client_tests()
+    nghttpx_tests()
+    passed = sum(results)
+    print(f"{passed} passed, {len(results) - passed} failed")
+    return 0 if passed == len(results) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
