@@ -31,7 +31,7 @@ ninja -C build
 run_tests -C build
 
 step "valgrind"
-run_tests -C build --setup=valgrind --no-suite abi --no-suite examples
+run_tests -C build --setup=valgrind --no-suite abi --no-suite examples --no-suite interop
 
 step "ASan + UBSan build"
 [ -f build-asan/build.ninja ] || meson setup build-asan -Db_sanitize=address,undefined -Db_lundef=false
