@@ -88,6 +88,38 @@ HBONE_API int hbone_forwarded_format(const char *ip, size_t ip_len, uint16_t por
 HBONE_API int hbone_traceparent_format(const uint8_t *trace_id, const uint8_t *parent_id, char *out,
                                        size_t cap);
 
+/* Baggage keys ztunnel writes, in the order it writes them. The workload's
+ * key names its kind: k8s.deployment.name, k8s.cronjob.name, k8s.pod.name or
+ * k8s.job.name. */
+#define HBONE_BAGGAGE_CLUSTER "k8s.cluster.name"
+#define HBONE_BAGGAGE_NAMESPACE "k8s.namespace.name"
+#define HBONE_BAGGAGE_DEPLOYMENT "k8s.deployment.name"
+#define HBONE_BAGGAGE_SERVICE "service.name"
+#define HBONE_BAGGAGE_VERSION "service.version"
+#define HBONE_BAGGAGE_REGION "cloud.region"
+#define HBONE_BAGGAGE_ZONE "cloud.availability_zone"
+
+/**
+ * Format a baggage value "k1=v1,k2=v2" from @p n key/value pairs, in order,
+ * as ztunnel does: pairs with an empty value are left out, nothing is
+ * percent-encoded. Keys must be HTTP tokens and values W3C baggage octets
+ * (printable ASCII without space, '"', ',', ';' or '\'), so that nothing
+ * can inject a pair. The result may be empty (ztunnel still sends the
+ * header). Returns 0, HBONE_ERR_INVALID_ARGUMENT (a bad key or value) or
+ * HBONE_ERR_BUFFER_TOO_SMALL.
+ */
+HBONE_API int hbone_baggage_format(const char *const *keys, const size_t *key_lens,
+                                   const char *const *values, const size_t *value_lens, size_t n,
+                                   char *out, size_t cap, size_t *out_len);
+
+/**
+ * Find @p key in a baggage value (as ztunnel reads one: pairs split on ','
+ * then on '='; an empty value counts as absent). *@p value points into
+ * @p baggage. Returns 0, HBONE_ERR_NOT_FOUND or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_baggage_get(const char *baggage, size_t len, const char *key, size_t key_len,
+                                const char **value, size_t *value_len);
+
 #ifdef __cplusplus
 }
 #endif

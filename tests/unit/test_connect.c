@@ -303,6 +303,88 @@ START_TEST(traceparent_random_ids_differ)
 }
 END_TEST
 
+START_TEST(baggage_as_ztunnel_writes_it)
+{
+    static const char *const keys[] = {HBONE_BAGGAGE_CLUSTER,    HBONE_BAGGAGE_NAMESPACE,
+                                       HBONE_BAGGAGE_DEPLOYMENT, HBONE_BAGGAGE_SERVICE,
+                                       HBONE_BAGGAGE_VERSION,    HBONE_BAGGAGE_REGION};
+    static const char *const values[] = {"Kubernetes",  "default", "productpage-v1",
+                                         "productpage", "v1",      ""};
+    size_t key_lens[6], value_lens[6];
+    for (int i = 0; i < 6; i++) {
+        key_lens[i] = strlen(keys[i]);
+        value_lens[i] = strlen(values[i]);
+    }
+    char out[256];
+    size_t len = 0;
+    ck_assert_int_eq(
+        hbone_baggage_format(keys, key_lens, values, value_lens, 6, out, sizeof(out), &len), 0);
+    /* Empty values are left out; order is kept; no encoding. */
+    ck_assert_str_eq(out, "k8s.cluster.name=Kubernetes,k8s.namespace.name=default,"
+                          "k8s.deployment.name=productpage-v1,service.name=productpage,"
+                          "service.version=v1");
+    ck_assert_uint_eq(len, strlen(out));
+    /* Reading it back, as a server does for telemetry. */
+    const char *v;
+    size_t v_len;
+    ck_assert_int_eq(hbone_baggage_get(out, len, "service.name", 12, &v, &v_len), 0);
+    ck_assert_int_eq(v_len, 11);
+    ck_assert_int_eq(memcmp(v, "productpage", 11), 0);
+    ck_assert_int_eq(hbone_baggage_get(out, len, "cloud.region", 12, &v, &v_len),
+                     HBONE_ERR_NOT_FOUND);
+    ck_assert_int_eq(hbone_baggage_get(out, len, "service", 7, &v, &v_len), HBONE_ERR_NOT_FOUND);
+    /* Nothing at all is a valid (empty) value. */
+    ck_assert_int_eq(hbone_baggage_format(NULL, NULL, NULL, NULL, 0, out, sizeof(out), &len), 0);
+    ck_assert_str_eq(out, "");
+    ck_assert_uint_eq(len, 0);
+}
+END_TEST
+
+START_TEST(baggage_refuses_injection_and_small_buffers)
+{
+    static const char *const bad_values[] = {"a,b=c", "a b", "a;b", "a\"b", "a\\b", "\x01"};
+    const char *key = "service.name";
+    size_t key_len = strlen(key);
+    char out[64];
+    for (size_t i = 0; i < sizeof(bad_values) / sizeof(bad_values[0]); i++) {
+        size_t value_len = strlen(bad_values[i]);
+        ck_assert_msg(hbone_baggage_format(&key, &key_len, &bad_values[i], &value_len, 1, out,
+                                           sizeof(out), NULL) == HBONE_ERR_INVALID_ARGUMENT,
+                      "value %zu accepted", i);
+        ck_assert_str_eq(out, "");
+    }
+    const char *bad_key = "service name", *value = "x";
+    size_t bad_key_len = strlen(bad_key), value_len = 1;
+    ck_assert_int_eq(
+        hbone_baggage_format(&bad_key, &bad_key_len, &value, &value_len, 1, out, sizeof(out), NULL),
+        HBONE_ERR_INVALID_ARGUMENT);
+    /* "service.name=x" needs 15 bytes with its NUL. */
+    ck_assert_int_eq(hbone_baggage_format(&key, &key_len, &value, &value_len, 1, out, 14, NULL),
+                     HBONE_ERR_BUFFER_TOO_SMALL);
+    ck_assert_int_eq(hbone_baggage_format(&key, &key_len, &value, &value_len, 1, out, 15, NULL), 0);
+    ck_assert_str_eq(out, "service.name=x");
+}
+END_TEST
+
+START_TEST(baggage_is_read_like_ztunnel)
+{
+    static const char b[] = "a=1,b=,c=3=4,,d,k8s.pod.name=p1";
+    const char *v;
+    size_t n;
+    ck_assert_int_eq(hbone_baggage_get(b, sizeof(b) - 1, "a", 1, &v, &n), 0);
+    ck_assert_int_eq(n, 1);
+    ck_assert_int_eq(hbone_baggage_get(b, sizeof(b) - 1, "b", 1, &v, &n), HBONE_ERR_NOT_FOUND);
+    ck_assert_int_eq(hbone_baggage_get(b, sizeof(b) - 1, "c", 1, &v, &n), 0);
+    ck_assert_int_eq(n, 1); /* after a second '=' nothing counts */
+    ck_assert_int_eq(v[0], '3');
+    ck_assert_int_eq(hbone_baggage_get(b, sizeof(b) - 1, "d", 1, &v, &n), HBONE_ERR_NOT_FOUND);
+    ck_assert_int_eq(hbone_baggage_get(b, sizeof(b) - 1, "k8s.pod.name", 12, &v, &n), 0);
+    ck_assert_int_eq(n, 2);
+    ck_assert_int_eq(hbone_baggage_get("", 0, "a", 1, &v, &n), HBONE_ERR_NOT_FOUND);
+    ck_assert_int_eq(hbone_baggage_get(NULL, 3, "a", 1, &v, &n), HBONE_ERR_INVALID_ARGUMENT);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("connect");
@@ -317,6 +399,9 @@ int main(void)
     tcase_add_test(headers, forwarded_needs_room);
     tcase_add_test(headers, traceparent_from_given_ids);
     tcase_add_test(headers, traceparent_random_ids_differ);
+    tcase_add_test(headers, baggage_as_ztunnel_writes_it);
+    tcase_add_test(headers, baggage_refuses_injection_and_small_buffers);
+    tcase_add_test(headers, baggage_is_read_like_ztunnel);
     suite_add_tcase(s, headers);
     return tl_run_suite(s);
 }
