@@ -25,6 +25,11 @@
 #define OUTPUT_HIGH_WATER (256 * 1024)
 /* How much a tunnel buffers for the peer before writes return AGAIN. */
 #define TUNNEL_WRITE_LIMIT (256 * 1024)
+/* Frames that cost work without moving a stream forward (empty DATA,
+ * PRIORITY, invalid frames, streams we had to reset): a token bucket, as
+ * upstream nghttp2's glitch limiter, which 1.52 lacks. */
+#define GLITCH_BURST 1000
+#define GLITCH_PER_SECOND 33
 /* HPACK counts each header field as its length plus 32 (RFC 9113 6.5.2). */
 #define HEADER_FIELD_OVERHEAD 32
 
@@ -58,7 +63,10 @@ struct hbone_conn {
     uint64_t next_ping;
     uint64_t ping_deadline; /* a keepalive PING awaits its ACK */
     uint64_t drain_deadline;
-    int draining;        /* no new tunnels */
+    int draining;           /* no new tunnels */
+    int flush_goaway;       /* failed, but a GOAWAY still has to go out */
+    uint64_t glitch_tokens; /* in thousandths of a token */
+    uint64_t glitch_refilled;
     int drain_ping_sent; /* server: waiting for the ACK before the final GOAWAY */
     /* Plaintext frames waiting to fill a TLS record; allocated only while
      * hbone_conn_output() frames, so an idle connection does not hold it. */
@@ -350,6 +358,30 @@ static ssize_t read_data(void *ctx, int32_t stream, uint8_t *buf, size_t len, in
     return (ssize_t)n;
 }
 
+/* End the connection for flooding: GOAWAY(ENHANCE_YOUR_CALM), then fail. */
+static int calm_down(hbone_conn *c, const char *why)
+{
+    hb_detail_set(&c->detail, HBONE_ERR_PROTOCOL, "peer %s: closed with ENHANCE_YOUR_CALM", why);
+    if (hb_h2_calm_down(c->h2) == 0)
+        c->flush_goaway = 1;
+    return HBONE_ERR_PROTOCOL;
+}
+
+static int on_glitch(void *ctx)
+{
+    hbone_conn *c = ctx;
+    uint64_t elapsed = c->now > c->glitch_refilled ? c->now - c->glitch_refilled : 0;
+    c->glitch_refilled = c->now;
+    c->glitch_tokens += elapsed * GLITCH_PER_SECOND; /* ms x tokens/s = thousandths */
+    if (c->glitch_tokens > GLITCH_BURST * 1000u)
+        c->glitch_tokens = GLITCH_BURST * 1000u;
+    if (c->glitch_tokens < 1000)
+        return calm_down(c, "sent too many frames that do no work (empty DATA, PRIORITY, "
+                            "invalid frames or streams it made us reset)");
+    c->glitch_tokens -= 1000;
+    return 0;
+}
+
 static const uint8_t keepalive_opaque[8] = {'h', 'b', 'o', 'n', 'e', 'k', 'p', 'a'};
 static const uint8_t drain_opaque[8] = {'h', 'b', 'o', 'n', 'e', 'd', 'r', 'n'};
 
@@ -411,6 +443,7 @@ static const hb_h2_events h2_events = {
     .on_end = on_end,
     .on_close = on_close,
     .read_data = read_data,
+    .on_glitch = on_glitch,
     .on_ping_ack = on_ping_ack,
     .on_send = on_send,
 };
@@ -438,6 +471,8 @@ static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *
     c->user_data = user_data;
     c->server = server;
     c->now = now;
+    c->glitch_tokens = GLITCH_BURST * 1000u;
+    c->glitch_refilled = now;
     if (cfg->handshake_timeout_ms)
         c->handshake_deadline = now + cfg->handshake_timeout_ms;
     hb_h2_default_settings(&c->settings, server);
@@ -539,7 +574,8 @@ int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *con
         if (nread > 0) {
             int h = hb_h2_recv(c->h2, plain, nread);
             if (h < 0) {
-                hb_detail_set(&c->detail, h, "HTTP/2 protocol error from the peer");
+                if (!c->detail.text[0])
+                    hb_detail_set(&c->detail, h, "HTTP/2 protocol error from the peer");
                 return fail(c, h);
             }
         }
@@ -576,7 +612,8 @@ const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len, uint64_t now_ms)
         size_t unused;
         (void)advance_handshake(c, NULL, 0, &unused); /* the client's first flight */
     }
-    if (c->handshake_done && !c->error && !c->closed) {
+    if (c->handshake_done && ((!c->error && !c->closed) || c->flush_goaway)) {
+        c->flush_goaway = 0;
         size_t pending;
         (void)hb_tls_output(c->tls, &pending);
         if (pending < OUTPUT_HIGH_WATER) {

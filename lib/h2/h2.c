@@ -108,6 +108,11 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     case NGHTTP2_DATA:
         if (end_stream)
             r = h2->events->on_end(h2->ctx, stream);
+        else if (frame->hd.length == 0)
+            r = h2->events->on_glitch(h2->ctx); /* an empty DATA frame moves nothing */
+        break;
+    case NGHTTP2_PRIORITY:
+        r = h2->events->on_glitch(h2->ctx); /* HBONE has no use for priorities */
         break;
     case NGHTTP2_PING:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK)
@@ -116,7 +121,46 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     default:
         break;
     }
+    /* A glitch limit reached ends the whole connection, not one stream. */
+    if (r < 0 && frame->hd.type == NGHTTP2_PRIORITY)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (r < 0 && frame->hd.type == NGHTTP2_DATA && !end_stream)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
     return r < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
+}
+
+/* A frame nghttp2 rejected: it resets the stream or ends the connection
+ * itself; repeated, such frames are a flood (MadeYouReset). */
+static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame,
+                            int lib_error_code, void *user)
+{
+    (void)session;
+    (void)frame;
+    (void)lib_error_code;
+    hb_h2 *h2 = user;
+    return h2->events->on_glitch(h2->ctx) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+/* We reset a stream because of the peer's frames: count it as well. Codes
+ * an application uses for its own resets (CONNECT_ERROR, CANCEL, NO_ERROR)
+ * are not the peer's doing and do not count. */
+static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
+{
+    (void)session;
+    hb_h2 *h2 = user;
+    if (frame->hd.type != NGHTTP2_RST_STREAM)
+        return 0;
+    switch (frame->rst_stream.error_code) {
+    case NGHTTP2_PROTOCOL_ERROR:
+    case NGHTTP2_INTERNAL_ERROR:
+    case NGHTTP2_FLOW_CONTROL_ERROR:
+    case NGHTTP2_STREAM_CLOSED:
+    case NGHTTP2_FRAME_SIZE_ERROR:
+    case NGHTTP2_REFUSED_STREAM:
+        return h2->events->on_glitch(h2->ctx) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    default:
+        return 0;
+    }
 }
 
 static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t stream,
@@ -166,6 +210,8 @@ static int configure(hb_h2 *h2, nghttp2_session_callbacks *cbs, nghttp2_option *
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     /* Windows are credited when the application has consumed the bytes. */
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_settings(opt, MAX_SETTINGS_ENTRIES);
@@ -383,5 +429,11 @@ int hb_h2_goaway(hb_h2 *h2)
 int hb_h2_terminate(hb_h2 *h2)
 {
     int r = nghttp2_session_terminate_session(h2->session, NGHTTP2_NO_ERROR);
+    return r == 0 ? 0 : submit_error(r);
+}
+
+int hb_h2_calm_down(hb_h2 *h2)
+{
+    int r = nghttp2_session_terminate_session(h2->session, NGHTTP2_ENHANCE_YOUR_CALM);
     return r == 0 ? 0 : submit_error(r);
 }

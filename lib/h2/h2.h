@@ -58,6 +58,10 @@ typedef struct hb_h2_events {
      * Set *eof when that is the last of it. Return the count, or
      * HB_H2_DEFERRED when nothing is available yet. */
     ssize_t (*read_data)(void *ctx, int32_t stream, uint8_t *buf, size_t len, int *eof);
+    /* The peer sent something that costs us work without moving a stream
+     * forward (empty DATA, PRIORITY, an invalid frame, one that made us reset
+     * a stream). Return a negative value to end the connection. */
+    int (*on_glitch)(void *ctx);
     /* The peer acknowledged our PING with this opaque payload. */
     void (*on_ping_ack)(void *ctx, const uint8_t opaque[8]);
     /* Serialized frames for the peer. Return 0 for more, 1 to pause until
@@ -94,6 +98,8 @@ int hb_h2_resume(hb_h2 *h2, int32_t stream);
 /* The application consumed @p n received bytes: credit the windows. */
 int hb_h2_consume(hb_h2 *h2, int32_t stream, size_t n);
 int hb_h2_reset(hb_h2 *h2, int32_t stream, uint32_t error_code);
+/* End the connection with GOAWAY(ENHANCE_YOUR_CALM). */
+int hb_h2_calm_down(hb_h2 *h2);
 /* Send a PING carrying @p opaque. */
 int hb_h2_ping(hb_h2 *h2, const uint8_t opaque[8]);
 /* Server, first step of a drain: GOAWAY announcing no new streams soon. */

@@ -180,6 +180,100 @@ START_TEST(request_headers_reach_the_application)
 }
 END_TEST
 
+/* A frame header: 24-bit length, type, flags, stream id. */
+static size_t frame_header(uint8_t *out, uint32_t len, uint8_t type, uint8_t flags, int32_t stream)
+{
+    out[0] = (uint8_t)(len >> 16);
+    out[1] = (uint8_t)(len >> 8);
+    out[2] = (uint8_t)len;
+    out[3] = type;
+    out[4] = flags;
+    out[5] = (uint8_t)((uint32_t)stream >> 24);
+    out[6] = (uint8_t)((uint32_t)stream >> 16);
+    out[7] = (uint8_t)((uint32_t)stream >> 8);
+    out[8] = (uint8_t)stream;
+    return 9;
+}
+
+/* @p count PRIORITY frames, or empty DATA frames on @p stream. */
+static void flood(struct fixture *f, int count, int empty_data, int32_t stream)
+{
+    uint8_t frame[14];
+    for (int i = 0; i < count; i++) {
+        size_t n;
+        if (empty_data) {
+            n = frame_header(frame, 0, 0x0, 0, stream);
+        } else {
+            n = frame_header(frame, 5, 0x2, 0, 2 * i + 101);
+            memset(frame + n, 0, 4);
+            frame[n + 4] = 15; /* weight */
+            n += 5;
+        }
+        raw_h2_send_raw(f->client, frame, n);
+    }
+}
+
+static int32_t open_good(struct fixture *f)
+{
+    static const char *const good[] = {":method", "CONNECT", ":authority", "10.1.1.1:80"};
+    int32_t id = raw_h2_request(f->client, good, 2, 0);
+    raw_h2_pump(f->client, f->server);
+    ck_assert_int_eq(raw_h2_stream_of(f->client, id)->status, 200);
+    return id;
+}
+
+START_TEST(frame_floods_end_the_connection)
+{
+    /* _i: 0 PRIORITY flood, 1 empty DATA flood. */
+    struct fixture f;
+    setup(&f);
+    int32_t id = open_good(&f);
+    flood(&f, 1100, _i, id);
+    int r = raw_h2_pump_status(f.client, f.server);
+    ck_assert_int_eq(r, HBONE_ERR_PROTOCOL);
+    ck_assert_ptr_nonnull(strstr(hbone_conn_error_detail(f.server), "ENHANCE_YOUR_CALM"));
+    uint32_t code = 0;
+    ck_assert_int_eq(raw_h2_goaway(f.client, &code), 1);
+    ck_assert_uint_eq(code, 0xb);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(a_few_such_frames_are_tolerated)
+{
+    /* Under the burst, the same frames do not end the connection. */
+    struct fixture f;
+    setup(&f);
+    int32_t id = open_good(&f);
+    flood(&f, 900, _i, id);
+    ck_assert_int_eq(raw_h2_pump_status(f.client, f.server), 0);
+    ck_assert_int_eq(raw_h2_goaway(f.client, NULL), 0);
+    check_canary(&f);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(streams_reset_for_the_peer_count_too)
+{
+    /* MadeYouReset: each request is malformed so that the server resets it
+     * (PROTOCOL_ERROR); a thousand and more of them end the connection. */
+    struct fixture f;
+    setup(&f);
+    static const char *const bad[] = {":method",     "CONNECT", ":authority",
+                                      "10.0.0.2:80", "Upper",   "x"};
+    int r = 0;
+    for (int round = 0; round < 12 && r == 0; round++) {
+        for (int i = 0; i < 100; i++)
+            raw_h2_request(f.client, bad, 3, 0);
+        r = raw_h2_pump_status(f.client, f.server);
+    }
+    ck_assert_int_eq(r, HBONE_ERR_PROTOCOL);
+    ck_assert_ptr_nonnull(strstr(hbone_conn_error_detail(f.server), "ENHANCE_YOUR_CALM"));
+    ck_assert_int_eq(f.log.requests, 0);
+    teardown(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conn-requests");
@@ -188,6 +282,9 @@ int main(void)
     tcase_add_loop_test(tc, bad_request_is_answered_without_the_application, 0, (int)N_BAD);
     tcase_add_test(tc, oversized_headers_reset_one_stream);
     tcase_add_test(tc, request_headers_reach_the_application);
+    tcase_add_loop_test(tc, frame_floods_end_the_connection, 0, 2);
+    tcase_add_loop_test(tc, a_few_such_frames_are_tolerated, 0, 2);
+    tcase_add_test(tc, streams_reset_for_the_peer_count_too);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }

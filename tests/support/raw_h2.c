@@ -17,6 +17,8 @@ struct raw_h2 {
     size_t n_streams;
     uint8_t *to_server, *to_client;
     size_t to_server_len, to_client_len;
+    int goaway;
+    uint32_t goaway_code;
 };
 
 static raw_h2_stream *stream_of(raw_h2 *c, int32_t id)
@@ -51,6 +53,11 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
 static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     (void)session;
+    if (frame->hd.type == NGHTTP2_GOAWAY) {
+        raw_h2 *c = user;
+        c->goaway = 1;
+        c->goaway_code = frame->goaway.error_code;
+    }
     if (frame->hd.stream_id && (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) &&
         (frame->hd.type == NGHTTP2_HEADERS || frame->hd.type == NGHTTP2_DATA))
         stream_of(user, frame->hd.stream_id)->ended = 1;
@@ -162,7 +169,8 @@ static int client_step(raw_h2 *c)
         size_t nread = 0;
         int r = hb_tls_read(c->tls, c->to_client, c->to_client_len, &consumed, plain, sizeof(plain),
                             &nread);
-        ck_assert_msg(r == 0 || r == HBONE_ERR_AGAIN, "raw client read: %d", r);
+        ck_assert_msg(r == 0 || r == HBONE_ERR_AGAIN || r == HBONE_ERR_CLOSED,
+                      "raw client read: %d", r);
         if (nread)
             ck_assert_int_ge(nghttp2_session_mem_recv(c->session, plain, nread), 0);
         progress |= nread > 0;
@@ -182,13 +190,17 @@ static int client_step(raw_h2 *c)
     return progress | (len > 0);
 }
 
-void raw_h2_pump(raw_h2 *c, hbone_conn *server)
+int raw_h2_pump_status(raw_h2 *c, hbone_conn *server)
 {
+    int first_error = 0;
     for (int rounds = 0; rounds < 100000; rounds++) {
         int progress = client_step(c);
         size_t consumed = 0, len;
         int r = hbone_conn_input(server, c->to_server, c->to_server_len, &consumed, 0);
-        ck_assert_msg(r == 0, "server input: %s", hbone_conn_error_detail(server));
+        if (r < 0 && !first_error)
+            first_error = r;
+        if (r < 0)
+            consumed = c->to_server_len; /* a failed server reads no more */
         pop(c->to_server, &c->to_server_len, consumed);
         progress |= consumed > 0;
         const uint8_t *out = hbone_conn_output(server, &len, 0);
@@ -196,7 +208,30 @@ void raw_h2_pump(raw_h2 *c, hbone_conn *server)
         hbone_conn_output_consume(server, len);
         progress |= len > 0;
         if (!progress)
-            return;
+            return first_error;
     }
     ck_abort_msg("raw HTTP/2 exchange did not settle");
+    return first_error;
+}
+
+void raw_h2_pump(raw_h2 *c, hbone_conn *server)
+{
+    int r = raw_h2_pump_status(c, server);
+    ck_assert_msg(r == 0, "server input: %s", hbone_conn_error_detail(server));
+}
+
+void raw_h2_send_raw(raw_h2 *c, const uint8_t *frames, size_t len)
+{
+    ck_assert_int_eq(hb_tls_write(c->tls, frames, len), 0);
+    size_t out_len;
+    const uint8_t *out = hb_tls_output(c->tls, &out_len);
+    push(&c->to_server, &c->to_server_len, out, out_len);
+    hb_tls_output_consume(c->tls, out_len);
+}
+
+int raw_h2_goaway(const raw_h2 *c, uint32_t *code)
+{
+    if (code)
+        *code = c->goaway_code;
+    return c->goaway;
 }

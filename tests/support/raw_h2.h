@@ -13,7 +13,7 @@
 
 #include <hbone/hbone.h>
 
-#define RAW_H2_MAX_STREAMS 64
+#define RAW_H2_MAX_STREAMS 2048
 
 typedef struct raw_h2_stream {
     int32_t id;
@@ -34,8 +34,17 @@ void raw_h2_del(raw_h2 *c);
  * id. The strings must stay valid until the next raw_h2_pump(). */
 int32_t raw_h2_request(raw_h2 *c, const char *const *fields, size_t n_fields, int end_stream);
 
-/* Move bytes between the raw client and @p server until both are quiet. */
+/* Move bytes between the raw client and @p server until both are quiet
+ * (fails the test if the server's input fails). */
 void raw_h2_pump(raw_h2 *c, hbone_conn *server);
+/* The same, returning the first error of the server's input instead. */
+int raw_h2_pump_status(raw_h2 *c, hbone_conn *server);
+
+/* Send raw bytes (hand-made frames) after what the session has sent. */
+void raw_h2_send_raw(raw_h2 *c, const uint8_t *frames, size_t len);
+
+/* 1 and the error code if the server sent GOAWAY, else 0. */
+int raw_h2_goaway(const raw_h2 *c, uint32_t *code);
 
 const raw_h2_stream *raw_h2_stream_of(const raw_h2 *c, int32_t id);
 
