@@ -119,6 +119,25 @@ HBONE_API int hbone_config_set_keepalive(hbone_config *cfg, uint32_t interval_ms
                                          uint32_t timeout_ms);
 
 /**
+ * Server: also accept CONNECT authorities that name a host ("svc.ns:80", as
+ * in double HBONE) instead of an IP address (default: refused with 400).
+ * Returns 0, HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_set_hostname_authority(hbone_config *cfg, int allow);
+
+/**
+ * HTTP/2 settings, ztunnel's by default: @p stream_window 4 MiB (the
+ * INITIAL_WINDOW_SIZE), @p connection_window 16 MiB (keep it at least 4 x the
+ * stream window so one stalled tunnel cannot stall the rest),
+ * @p max_frame_size 1 MiB, @p max_concurrent_streams 200 (servers only).
+ * Returns 0, HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT (outside
+ * RFC 9113's ranges, or a connection window below the stream window).
+ */
+HBONE_API int hbone_config_set_http2(hbone_config *cfg, uint32_t stream_window,
+                                     uint32_t connection_window, uint32_t max_frame_size,
+                                     uint32_t max_concurrent_streams);
+
+/**
  * This workload's own SPIFFE ID (from the certificate), or NULL if no
  * certificate is set. Valid as long as @p cfg.
  */

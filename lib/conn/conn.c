@@ -228,9 +228,11 @@ static int request_done(hbone_conn *c, hb_tunnel *t, int end_stream)
     size_t host_len = 0;
     uint16_t port = 0;
     int kind = 0;
-    int valid = !t->bad_request && !end_stream && t->authority &&
-                hbone_authority_parse(t->authority, t->authority_len, 0, &host, &host_len, &port,
-                                      &kind, NULL) == 0;
+    int valid =
+        !t->bad_request && !end_stream && t->authority &&
+        hbone_authority_parse(t->authority, t->authority_len,
+                              c->cfg->hostname_authority ? HBONE_AUTHORITY_ALLOW_HOSTNAME : 0,
+                              &host, &host_len, &port, &kind, NULL) == 0;
     if (!valid) {
         hb_log(&c->cfg->log, HBONE_LOG_INFO, "tunnel %d: malformed CONNECT, answered 400",
                (int)t->id);
@@ -476,6 +478,13 @@ static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *
     if (cfg->handshake_timeout_ms)
         c->handshake_deadline = now + cfg->handshake_timeout_ms;
     hb_h2_default_settings(&c->settings, server);
+    if (cfg->h2_stream_window) {
+        c->settings.stream_window = cfg->h2_stream_window;
+        c->settings.connection_window = cfg->h2_connection_window;
+        c->settings.max_frame_size = cfg->h2_max_frame_size;
+        if (server)
+            c->settings.max_concurrent_streams = cfg->h2_max_concurrent_streams;
+    }
     r = hb_h2_new(&c->h2, server, &c->settings, c->mem, &h2_events, c);
     if (r < 0) {
         hbone_conn_del(c);

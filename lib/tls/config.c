@@ -327,6 +327,36 @@ int hbone_config_set_keepalive(hbone_config *cfg, uint32_t interval_ms, uint32_t
     return 0;
 }
 
+int hbone_config_set_hostname_authority(hbone_config *cfg, int allow)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    if (allow != 0 && allow != 1)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    cfg->hostname_authority = allow;
+    return 0;
+}
+
+int hbone_config_set_http2(hbone_config *cfg, uint32_t stream_window, uint32_t connection_window,
+                           uint32_t max_frame_size, uint32_t max_concurrent_streams)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    /* RFC 9113 6.5.2 and 6.9.1 ranges. */
+    const uint32_t window_max = 0x7fffffff;
+    if (stream_window == 0 || stream_window > window_max || connection_window < stream_window ||
+        connection_window > window_max || max_frame_size < 16384 || max_frame_size > 0xffffff ||
+        max_concurrent_streams == 0)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    cfg->h2_stream_window = stream_window;
+    cfg->h2_connection_window = connection_window;
+    cfg->h2_max_frame_size = max_frame_size;
+    cfg->h2_max_concurrent_streams = max_concurrent_streams;
+    return 0;
+}
+
 const hbone_spiffe_id *hbone_config_identity(const hbone_config *cfg)
 {
     return cfg ? cfg->identity : NULL;

@@ -28,6 +28,12 @@ struct hbone_config {
     uint32_t handshake_timeout_ms;
     uint32_t keepalive_interval_ms;
     uint32_t keepalive_timeout_ms;
+    int hostname_authority;
+    /* HTTP/2 settings; 0 means the default for the role. */
+    uint32_t h2_stream_window;
+    uint32_t h2_connection_window;
+    uint32_t h2_max_frame_size;
+    uint32_t h2_max_concurrent_streams;
     hb_logger log;
     hb_detail detail;
     hbone_spiffe_id *identity; /* own, from the certificate */

@@ -154,12 +154,23 @@ struct pair {
     size_t to_server_len, to_client_len;
 };
 
+/* HTTP/2 settings for both sides' configs, or 0 for the defaults. */
+static uint32_t pair_stream_window, pair_max_streams;
+
 static void pair_init(struct pair *p, const char *expected, unsigned seed)
 {
     memset(p, 0, sizeof(*p));
     p->seed = seed;
     p->now = 1000;
     hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
+    if (pair_stream_window) {
+        ck_assert_int_eq(hbone_config_set_http2(ccfg, pair_stream_window, 4 * pair_stream_window,
+                                                16384, pair_max_streams),
+                         0);
+        ck_assert_int_eq(hbone_config_set_http2(scfg, pair_stream_window, 4 * pair_stream_window,
+                                                16384, pair_max_streams),
+                         0);
+    }
     hbone_callbacks *cbs = all_callbacks();
     ck_assert_int_eq(hbone_conn_client_new(&p->client.conn, ccfg, cbs, &p->client, p->now), 0);
     ck_assert_int_eq(hbone_conn_server_new(&p->server.conn, scfg, cbs, &p->server, p->now), 0);
@@ -750,6 +761,43 @@ START_TEST(drain_deadline_ends_what_is_left)
 }
 END_TEST
 
+START_TEST(configured_settings_apply)
+{
+    /* A 256 KiB stream window and at most 2 tunnels at a time on the server. */
+    pair_stream_window = 256 * 1024;
+    pair_max_streams = 2;
+    struct pair p;
+    pair_init(&p, SERVER_ID, 8);
+    pair_stream_window = pair_max_streams = 0;
+    p.server.auto_answer = 200;
+    p.server.consume_later = 1;
+    /* Opened before the server's SETTINGS arrive: the third is refused
+     * (REFUSED_STREAM, which a pool may retry on another connection). */
+    int32_t a = open_tunnel(&p, "10.0.0.1:1"), b = open_tunnel(&p, "10.0.0.1:2");
+    int32_t c = open_tunnel(&p, "10.0.0.1:3");
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.server, a)->requested, 1);
+    ck_assert_int_eq(log_of(&p.server, b)->requested, 1);
+    ck_assert_int_eq(log_of(&p.server, c)->requested, 0);
+    ck_assert_int_eq(log_of(&p.client, c)->closed, 1);
+    ck_assert_uint_eq(log_of(&p.client, c)->reason, 0x7);
+    /* Once the limit is known, a third waits in the client until one ends. */
+    int32_t d = open_tunnel(&p, "10.0.0.1:4");
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.server, d)->requested, 0);
+    ck_assert_int_eq(log_of(&p.client, d)->closed, 0);
+    static uint8_t chunk[300 * 1024];
+    size_t accepted;
+    ck_assert_int_eq(hbone_conn_tunnel_write(p.client.conn, a, chunk, sizeof(chunk), &accepted), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_uint_eq(log_of(&p.server, a)->received, 256 * 1024); /* the stream window */
+    ck_assert_int_eq(hbone_conn_tunnel_reset(p.client.conn, b, 0x8), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.server, d)->requested, 1);
+    pair_free(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conn");
@@ -771,6 +819,7 @@ int main(void)
     tcase_add_test(tc, unanswered_ping_ends_the_connection);
     tcase_add_test(tc, drain_lets_open_tunnels_finish);
     tcase_add_test(tc, drain_deadline_ends_what_is_left);
+    tcase_add_test(tc, configured_settings_apply);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }

@@ -36,10 +36,12 @@ struct fixture {
     struct server_log log;
 };
 
-static void setup(struct fixture *f)
+static void setup_with(struct fixture *f, int hostnames)
 {
     memset(f, 0, sizeof(*f));
     hbone_config *cfg = tl_config("server", NULL);
+    if (hostnames)
+        ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 1), 0);
     hbone_callbacks *cbs;
     ck_assert_int_eq(hbone_callbacks_new(&cbs), 0);
     hbone_callbacks_set_tunnel_request(cbs, on_request);
@@ -47,6 +49,11 @@ static void setup(struct fixture *f)
     hbone_callbacks_del(cbs);
     hbone_config_del(cfg);
     f->client = raw_h2_new();
+}
+
+static void setup(struct fixture *f)
+{
+    setup_with(f, 0);
 }
 
 static void teardown(struct fixture *f)
@@ -274,6 +281,21 @@ START_TEST(streams_reset_for_the_peer_count_too)
 }
 END_TEST
 
+START_TEST(hostnames_when_the_application_enables_them)
+{
+    struct fixture f;
+    setup_with(&f, 1);
+    static const char *const fields[] = {":method", "CONNECT", ":authority",
+                                         "reviews.bookinfo.svc.cluster.local:9080"};
+    int32_t id = raw_h2_request(f.client, fields, 2, 0);
+    raw_h2_pump(f.client, f.server);
+    ck_assert_int_eq(f.log.requests, 1);
+    ck_assert_str_eq(f.log.last_host, "reviews.bookinfo.svc.cluster.local");
+    ck_assert_int_eq(raw_h2_stream_of(f.client, id)->status, 200);
+    teardown(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conn-requests");
@@ -285,6 +307,7 @@ int main(void)
     tcase_add_loop_test(tc, frame_floods_end_the_connection, 0, 2);
     tcase_add_loop_test(tc, a_few_such_frames_are_tolerated, 0, 2);
     tcase_add_test(tc, streams_reset_for_the_peer_count_too);
+    tcase_add_test(tc, hostnames_when_the_application_enables_them);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }

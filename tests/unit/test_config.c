@@ -171,6 +171,8 @@ START_TEST(config_is_frozen_once_used)
     ck_assert_int_eq(hbone_config_set_svid_mode(cfg, HBONE_SVID_LENIENT), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_handshake_timeout(cfg, 5), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_keepalive(cfg, 5, 5), HBONE_ERR_CONFIG_FROZEN);
+    ck_assert_int_eq(hbone_config_set_http2(cfg, 65536, 65536, 16384, 1), HBONE_ERR_CONFIG_FROZEN);
+    ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 1), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_log(cfg, ignore_log, HBONE_LOG_DEBUG, NULL),
                      HBONE_ERR_CONFIG_FROZEN);
     /* The identity is unchanged by the refused call. */
@@ -249,6 +251,30 @@ START_TEST(timer_settings_are_checked)
 }
 END_TEST
 
+START_TEST(http2_settings_are_checked)
+{
+    hbone_config *cfg;
+    ck_assert_int_eq(hbone_config_new(&cfg, NULL), 0);
+    const uint32_t KiB = 1024, MiB = 1024 * 1024;
+    ck_assert_int_eq(hbone_config_set_http2(cfg, 0, 16 * MiB, MiB, 200),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_http2(cfg, 4 * MiB, 2 * MiB, MiB, 200),
+                     HBONE_ERR_INVALID_ARGUMENT); /* connection window below stream window */
+    ck_assert_int_eq(hbone_config_set_http2(cfg, 4 * MiB, 0x80000000u, MiB, 200),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_http2(cfg, 4 * MiB, 16 * MiB, 16 * KiB - 1, 200),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_http2(cfg, 4 * MiB, 16 * MiB, 16 * MiB, 200),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_http2(cfg, 4 * MiB, 16 * MiB, MiB, 0),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_http2(cfg, 64 * KiB, 64 * KiB, 16 * KiB, 1), 0);
+    ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 2), HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 1), 0);
+    hbone_config_del(cfg);
+}
+END_TEST
+
 START_TEST(null_arguments_are_refused)
 {
     ck_assert_int_eq(hbone_config_new(NULL, NULL), HBONE_ERR_INVALID_ARGUMENT);
@@ -300,6 +326,7 @@ int main(void)
     tcase_add_test(tc, log_callback_hears_the_config);
     tcase_add_test(tc, null_arguments_are_refused);
     tcase_add_test(tc, timer_settings_are_checked);
+    tcase_add_test(tc, http2_settings_are_checked);
     tcase_add_test(tc, tls_library_reports_its_acceleration);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
