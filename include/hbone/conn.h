@@ -242,7 +242,9 @@ HBONE_API int hbone_conn_tunnel_shutdown(hbone_conn *conn, int32_t tunnel);
  * error); a close event follows. */
 HBONE_API int hbone_conn_tunnel_reset(hbone_conn *conn, int32_t tunnel, uint32_t error_code);
 
-/** Attach an application pointer to a tunnel (returned by get). */
+/** Attach an application pointer to a tunnel (returned by get, which also
+ * answers during the tunnel's close event; other tunnel calls made from
+ * that event return HBONE_ERR_NOT_FOUND). */
 HBONE_API int hbone_conn_tunnel_set_user_data(hbone_conn *conn, int32_t tunnel, void *user_data);
 HBONE_API void *hbone_conn_tunnel_get_user_data(const hbone_conn *conn, int32_t tunnel);
 

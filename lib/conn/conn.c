@@ -141,6 +141,7 @@ static void remove_tunnel(hbone_conn *c, hb_tunnel *t)
 /* Close a tunnel: tell the application if it knows it, then forget it. */
 static void close_tunnel(hbone_conn *c, hb_tunnel *t, uint32_t reason)
 {
+    t->closing = 1; /* from here on the id is invalid for the application */
     if (t->visible && c->cbs.tunnel_close)
         c->cbs.tunnel_close(c, t->id, reason, c->user_data);
     /* Bytes the application can no longer consume still count against the
@@ -193,9 +194,9 @@ static int on_header(void *ctx, int32_t stream, const uint8_t *name, size_t name
     if (!t)
         return 0;
     if (!c->server) {
-        if (name_len == 7 && memcmp(name, ":status", 7) == 0 && value_len == 3) {
+        /* nghttp2 has checked :status is three digits (HTTP messaging). */
+        if (name_len == 7 && memcmp(name, ":status", 7) == 0 && value_len == 3)
             t->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
-        }
         return 0;
     }
     /* nghttp2 does not hold a peer to the header-list size we advertised. */
@@ -768,7 +769,7 @@ static hb_tunnel *app_tunnel(const hbone_conn *c, int32_t id)
     if (!c)
         return NULL;
     hb_tunnel *t = find_tunnel(c, id);
-    return t && t->visible ? t : NULL;
+    return t && t->visible && !t->closing ? t : NULL;
 }
 
 static int check_headers(const char *const *names, const size_t *name_lens,
@@ -950,6 +951,7 @@ int hbone_conn_tunnel_set_user_data(hbone_conn *c, int32_t tunnel, void *user_da
 
 void *hbone_conn_tunnel_get_user_data(const hbone_conn *c, int32_t tunnel)
 {
-    hb_tunnel *t = app_tunnel(c, tunnel);
-    return t ? t->user_data : NULL;
+    /* Still answered during the close event: that is where it is freed. */
+    hb_tunnel *t = c ? find_tunnel(c, tunnel) : NULL;
+    return t && t->visible ? t->user_data : NULL;
 }

@@ -28,6 +28,7 @@ typedef struct hb_tunnel {
     unsigned bad_request : 1;   /* server: not a CONNECT we will serve */
     unsigned peer_ended : 1;
     unsigned resetting : 1; /* reset by the HTTP/2 layer: nothing more to do */
+    unsigned closing : 1;   /* its close event is being delivered */
     int status;             /* client: :status being received */
     size_t unconsumed;      /* delivered, not yet consumed by the application */
     /* Bytes the application wrote, not yet framed. */

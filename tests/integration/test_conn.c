@@ -124,8 +124,14 @@ static void on_writable(hbone_conn *conn, int32_t tunnel, void *user)
 
 static void on_close(hbone_conn *conn, int32_t tunnel, uint32_t reason, void *user)
 {
-    (void)conn;
     struct tunnel_log *l = log_of(user, tunnel);
+    /* During its close event a tunnel takes no more calls, but its user data
+     * is still there to be freed. */
+    size_t accepted;
+    ck_assert_int_eq(hbone_conn_tunnel_write(conn, tunnel, (const uint8_t *)"x", 1, &accepted),
+                     HBONE_ERR_NOT_FOUND);
+    void *data = hbone_conn_tunnel_get_user_data(conn, tunnel);
+    ck_assert(data == NULL || data == l);
     l->closed++;
     l->reason = reason;
 }
@@ -263,6 +269,9 @@ static int32_t open_tunnel(struct pair *p, const char *authority)
                                    values, value_lens, 2, &id);
     ck_assert_msg(r == 0, "open %s: %s", authority, hbone_strerror(r));
     ck_assert_int_gt(id, 0);
+    ck_assert_int_eq(hbone_conn_tunnel_set_user_data(p->client.conn, id, log_of(&p->client, id)),
+                     0);
+    ck_assert_ptr_eq(hbone_conn_tunnel_get_user_data(p->client.conn, id), log_of(&p->client, id));
     return id;
 }
 
