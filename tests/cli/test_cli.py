@@ -3,7 +3,7 @@
 """The hbone command-line tool over real loopback sockets: serve, connect and
 forward, moving checksummed data, with every refusal the tool promises.
 
-usage: test_cli.py HBONE_BINARY GEN_PKI_SCRIPT SCRATCH_DIR
+usage: test_cli.py HBONE_BINARY GEN_PKI_SCRIPT SCRATCH_DIR [EPOLL_ECHO SANS_IO]
 Prints one line per check and "N passed, M failed"; exits non-zero on failure.
 """
 import hashlib
@@ -16,6 +16,7 @@ import threading
 import time
 
 HBONE, GEN_PKI, SCRATCH = sys.argv[1], sys.argv[2], sys.argv[3]
+EXAMPLES = sys.argv[4:6]  # the epoll and sans-IO examples, when built
 PKI = os.path.join(SCRATCH, "pki")
 SERVER_ID = "spiffe://cluster.local/ns/default/sa/server"
 CLIENT_ID = "spiffe://cluster.local/ns/default/sa/client"
@@ -35,8 +36,8 @@ def tls(leaf):
 class Server:
     """An `hbone serve` (or forward) process; its port is read from its first log line."""
 
-    def __init__(self, args):
-        self.proc = subprocess.Popen([HBONE] + args, stderr=subprocess.PIPE, text=True)
+    def __init__(self, args, program=None):
+        self.proc = subprocess.Popen([program or HBONE] + args, stderr=subprocess.PIPE, text=True)
         self.lines = []
         first = self.proc.stderr.readline()
         self.lines.append(first)
@@ -195,6 +196,18 @@ def main():
           len(lines) == 100 and all(f"peer={CLIENT_ID}" in l for l in lines), f"{len(lines)}")
     fwd.stop()
     srv.stop()
+
+    # The examples built on the same API.
+    if EXAMPLES:
+        epoll_echo, sans_io = EXAMPLES
+        srv = Server(["127.0.0.1:0", PKI], program=epoll_echo)
+        r = connect(srv.port, "10.0.0.2:80", payload)
+        check("hbone connect <-> the epoll example: 3 MiB echoed",
+              r.returncode == 0 and r.stdout == payload, (r.returncode, len(r.stdout)))
+        srv.stop()
+        r = subprocess.run([sans_io, PKI], capture_output=True, timeout=60)
+        check("the sans-IO example tunnels through memory",
+              r.returncode == 0 and b"closed cleanly" in r.stdout, r.stdout + r.stderr)
 
     # Flags and files.
     r = subprocess.run([HBONE, "connect", "--listen", "127.0.0.1:1"], capture_output=True)
