@@ -66,9 +66,11 @@ static size_t transfer(hbone_conn *from, struct wire *wire, hbone_conn *to)
     const uint8_t *out = hbone_conn_output(from, &len, now);
     if (len > sizeof(wire->data) - wire->len)
         len = sizeof(wire->data) - wire->len;
-    memcpy(wire->data + wire->len, out, len);
-    wire->len += len;
-    hbone_conn_output_consume(from, len);
+    if (len) { /* out is NULL when there is nothing */
+        memcpy(wire->data + wire->len, out, len);
+        wire->len += len;
+        hbone_conn_output_consume(from, len);
+    }
     if (hbone_conn_input(to, wire->data, wire->len, &consumed, now) < 0)
         fprintf(stderr, "sans-io: %s\n", hbone_conn_error_detail(to));
     memmove(wire->data, wire->data + consumed, wire->len - consumed);

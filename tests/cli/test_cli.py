@@ -25,7 +25,7 @@ results = []
 
 def check(name, ok, detail=""):
     results.append(ok)
-    print(("ok   " if ok else "FAIL ") + name + ("" if ok else ": " + detail), flush=True)
+    print(("ok   " if ok else "FAIL ") + name + ("" if ok else ": " + str(detail)), flush=True)
 
 
 def tls(leaf):
