@@ -409,12 +409,14 @@ END_TEST
 
 START_TEST(reset_carries_its_code)
 {
+    /* _i: 0 the client resets, 1 the server does (its upstream broke). */
     struct pair p;
     pair_init(&p, SERVER_ID, 5);
     p.server.auto_answer = 200;
     int32_t id = open_tunnel(&p, "10.1.2.3:443");
     pump(&p, NULL, NULL);
-    ck_assert_int_eq(hbone_conn_tunnel_reset(p.client.conn, id, 0xa), 0); /* CONNECT_ERROR */
+    hbone_conn *resetter = _i ? p.server.conn : p.client.conn;
+    ck_assert_int_eq(hbone_conn_tunnel_reset(resetter, id, 0xa), 0); /* CONNECT_ERROR */
     pump(&p, NULL, NULL);
     ck_assert_int_eq(log_of(&p.server, id)->closed, 1);
     ck_assert_uint_eq(log_of(&p.server, id)->reason, 0xa);
@@ -815,7 +817,7 @@ int main(void)
     tcase_add_loop_test(tc, tunnel_lifecycle_with_data_both_ways, 0, 3);
     tcase_add_loop_test(tc, rejected_tunnels_report_their_status, 0, 3);
     tcase_add_test(tc, later_answer_and_half_close_from_the_server);
-    tcase_add_test(tc, reset_carries_its_code);
+    tcase_add_loop_test(tc, reset_carries_its_code, 0, 2);
     tcase_add_test(tc, many_tunnels_share_one_connection);
     tcase_add_test(tc, lost_connection_aborts_every_tunnel);
     tcase_add_test(tc, wrong_server_identity_fails_before_any_connect);
