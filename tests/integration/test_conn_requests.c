@@ -296,6 +296,31 @@ START_TEST(hostnames_when_the_application_enables_them)
 }
 END_TEST
 
+START_TEST(ack_floods_from_a_peer_that_never_reads)
+{
+    /* _i: 0 PING, 1 SETTINGS. All arrive before the server may send
+     * anything: their ACKs would pile up without bound. */
+    struct fixture f;
+    setup(&f);
+    open_good(&f);
+    uint8_t frame[17];
+    for (int i = 0; i < 500; i++) {
+        size_t n;
+        if (_i == 0) {
+            n = frame_header(frame, 8, 0x6, 0, 0);
+            memset(frame + n, i & 0xff, 8);
+            n += 8;
+        } else {
+            n = frame_header(frame, 0, 0x4, 0, 0); /* an empty SETTINGS */
+        }
+        raw_h2_send_raw(f.client, frame, n);
+    }
+    ck_assert_int_eq(raw_h2_pump_status(f.client, f.server), HBONE_ERR_PROTOCOL);
+    ck_assert_int_eq(f.log.requests, 1);
+    teardown(&f);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conn-requests");
@@ -308,6 +333,7 @@ int main(void)
     tcase_add_loop_test(tc, a_few_such_frames_are_tolerated, 0, 2);
     tcase_add_test(tc, streams_reset_for_the_peer_count_too);
     tcase_add_test(tc, hostnames_when_the_application_enables_them);
+    tcase_add_loop_test(tc, ack_floods_from_a_peer_that_never_reads, 0, 2);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }
