@@ -119,6 +119,13 @@ HBONE_API int hbone_config_set_keepalive(hbone_config *cfg, uint32_t interval_ms
                                          uint32_t timeout_ms);
 
 /**
+ * Close a connection gracefully (GOAWAY, NO_ERROR) once it has carried no
+ * tunnel for @p ms milliseconds (default 0: never). Returns 0,
+ * HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_set_idle_timeout(hbone_config *cfg, uint32_t ms);
+
+/**
  * Server: also accept CONNECT authorities that name a host ("svc.ns:80", as
  * in double HBONE) instead of an IP address (default: refused with 400).
  * Returns 0, HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.

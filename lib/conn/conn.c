@@ -63,6 +63,7 @@ struct hbone_conn {
     uint64_t next_ping;
     uint64_t ping_deadline; /* a keepalive PING awaits its ACK */
     uint64_t drain_deadline;
+    uint64_t idle_since;    /* no tunnel since then (0: tunnels open) */
     int draining;           /* no new tunnels */
     int flush_goaway;       /* failed, but a GOAWAY still has to go out */
     uint64_t glitch_tokens; /* in thousandths of a token */
@@ -120,6 +121,7 @@ static hb_tunnel *add_tunnel(hbone_conn *c, int32_t id)
     if (!t)
         return NULL;
     t->id = id;
+    c->idle_since = 0;
     t->next = c->tunnels;
     if (c->tunnels)
         c->tunnels->prev = t;
@@ -136,6 +138,8 @@ static void remove_tunnel(hbone_conn *c, hb_tunnel *t)
     if (t->next)
         t->next->prev = t->prev;
     hb_tunnel_free(c->mem, t);
+    if (!c->tunnels)
+        c->idle_since = c->now;
 }
 
 /* Close a tunnel: tell the application if it knows it, then forget it. */
@@ -541,6 +545,8 @@ static int advance_handshake(hbone_conn *c, const uint8_t *in, size_t len, size_
     }
     c->handshake_done = 1;
     c->handshake_deadline = 0;
+    if (!c->tunnels)
+        c->idle_since = c->now;
     if (c->cfg->keepalive_interval_ms)
         c->next_ping = c->now + c->cfg->keepalive_interval_ms;
     if (c->cbs.handshake)
@@ -690,6 +696,8 @@ uint64_t hbone_conn_get_expiry(const hbone_conn *c)
         return UINT64_MAX;
     uint64_t t = earliest(earliest(c->handshake_deadline, c->next_ping), c->ping_deadline);
     t = earliest(t, c->drain_deadline);
+    if (c->idle_since && c->cfg->idle_timeout_ms && c->handshake_done && !c->draining)
+        t = earliest(t, c->idle_since + c->cfg->idle_timeout_ms);
     return t ? t : UINT64_MAX;
 }
 
@@ -723,6 +731,17 @@ int hbone_conn_handle_expiry(hbone_conn *c, uint64_t now_ms)
         (void)hb_h2_terminate(c->h2);
         c->closed = 1;
         lose_all_tunnels(c);
+        return 0;
+    }
+    if (c->idle_since && c->cfg->idle_timeout_ms && c->handshake_done && !c->draining &&
+        now_ms >= c->idle_since + c->cfg->idle_timeout_ms) {
+        /* Nothing to wait for: GOAWAY(NO_ERROR) and done. */
+        hb_log(&c->cfg->log, HBONE_LOG_INFO, "closing a connection idle for %u ms",
+               (unsigned)c->cfg->idle_timeout_ms);
+        c->draining = 1;
+        if (hb_h2_terminate(c->h2) == 0)
+            c->flush_goaway = 1;
+        c->closed = 1;
         return 0;
     }
     if (due(c->next_ping, now_ms)) {

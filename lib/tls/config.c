@@ -327,6 +327,15 @@ int hbone_config_set_keepalive(hbone_config *cfg, uint32_t interval_ms, uint32_t
     return 0;
 }
 
+int hbone_config_set_idle_timeout(hbone_config *cfg, uint32_t ms)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    cfg->idle_timeout_ms = ms;
+    return 0;
+}
+
 int hbone_config_set_hostname_authority(hbone_config *cfg, int allow)
 {
     int r = setter_begin(cfg);

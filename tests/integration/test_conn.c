@@ -160,8 +160,9 @@ struct pair {
     size_t to_server_len, to_client_len;
 };
 
-/* HTTP/2 settings for both sides' configs, or 0 for the defaults. */
-static uint32_t pair_stream_window, pair_max_streams;
+/* HTTP/2 settings for both sides' configs, or 0 for the defaults; an idle
+ * timeout (which also turns keepalive off). */
+static uint32_t pair_stream_window, pair_max_streams, pair_idle_ms;
 
 static void pair_init(struct pair *p, const char *expected, unsigned seed)
 {
@@ -169,6 +170,11 @@ static void pair_init(struct pair *p, const char *expected, unsigned seed)
     p->seed = seed;
     p->now = 1000;
     hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
+    if (pair_idle_ms) {
+        ck_assert_int_eq(hbone_config_set_idle_timeout(scfg, pair_idle_ms), 0);
+        ck_assert_int_eq(hbone_config_set_keepalive(scfg, 0, 0), 0);
+        ck_assert_int_eq(hbone_config_set_keepalive(ccfg, 0, 0), 0);
+    }
     if (pair_stream_window) {
         ck_assert_int_eq(hbone_config_set_http2(ccfg, pair_stream_window, 4 * pair_stream_window,
                                                 16384, pair_max_streams),
@@ -665,6 +671,41 @@ START_TEST(timers_follow_the_config)
 }
 END_TEST
 
+START_TEST(idle_connections_close)
+{
+    /* 30 s without a tunnel (keepalive off, so only the idle timer runs). */
+    struct pair p;
+    pair_idle_ms = 30000;
+    pair_init(&p, SERVER_ID, 9);
+    pair_idle_ms = 0;
+    p.server.auto_answer = 200;
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    /* A connection with a tunnel is not idle. */
+    ck_assert_uint_eq(hbone_conn_get_expiry(p.server.conn), UINT64_MAX);
+    ck_assert_int_eq(hbone_conn_tunnel_reset(p.client.conn, id, 0x8), 0);
+    pump(&p, NULL, NULL);
+    uint64_t idle_from = p.now;
+    ck_assert_uint_eq(hbone_conn_get_expiry(p.server.conn), idle_from + 30000);
+    p.now = idle_from + 30000;
+    ck_assert_int_eq(hbone_conn_handle_expiry(p.server.conn, p.now), 0);
+    pump(&p, NULL, NULL);
+    /* The server said GOAWAY and is done; the client, told so, is too. */
+    ck_assert_int_eq(hbone_conn_is_closed(p.server.conn), 1);
+    ck_assert_int_eq(hbone_conn_is_closed(p.client.conn), 1);
+    /* No tunnel can start on it any more. */
+    int32_t late = 0;
+    int r =
+        hbone_conn_tunnel_open(p.client.conn, "10.0.0.2:80", 11, NULL, NULL, NULL, NULL, 0, &late);
+    if (r == 0)
+        pump(&p, NULL, NULL);
+    else
+        ck_assert_int_eq(r, HBONE_ERR_INVALID_STATE);
+    ck_assert_int_eq(log_of(&p.server, late)->requested, 0);
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(keepalive_pings_keep_a_quiet_connection)
 {
     struct pair p;
@@ -831,6 +872,7 @@ int main(void)
     tcase_add_test(tc, drain_lets_open_tunnels_finish);
     tcase_add_test(tc, drain_deadline_ends_what_is_left);
     tcase_add_test(tc, configured_settings_apply);
+    tcase_add_test(tc, idle_connections_close);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }

@@ -173,6 +173,7 @@ START_TEST(config_is_frozen_once_used)
     ck_assert_int_eq(hbone_config_set_keepalive(cfg, 5, 5), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_http2(cfg, 65536, 65536, 16384, 1), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 1), HBONE_ERR_CONFIG_FROZEN);
+    ck_assert_int_eq(hbone_config_set_idle_timeout(cfg, 1), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_log(cfg, ignore_log, HBONE_LOG_DEBUG, NULL),
                      HBONE_ERR_CONFIG_FROZEN);
     /* The identity is unchanged by the refused call. */
