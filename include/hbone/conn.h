@@ -128,7 +128,11 @@ HBONE_API int hbone_conn_expect_peer(hbone_conn *conn, const hbone_spiffe_id *id
 
 /**
  * Feed ciphertext received from the peer. *@p consumed (always set) says how
- * much was taken; keep the rest and offer it again later. Returns 0, or a
+ * much was taken; keep the rest and offer it again later. Less than all is
+ * taken when a record is incomplete, or when the peer is not reading what it
+ * makes us send (512 KiB of output waiting): then stop reading the transport,
+ * send hbone_conn_output(), and offer the rest again once the peer has read
+ * it, so that such a peer is held back instead of filling memory. Returns 0, or a
  * fatal error (the TLS, identity or protocol failure; details in
  * hbone_conn_error_detail()) after which the connection can only send what
  * hbone_conn_output() still has (an alert or GOAWAY) and be deleted.

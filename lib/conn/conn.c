@@ -23,6 +23,12 @@
 /* Stop framing HTTP/2 output while this much ciphertext waits for the
  * transport: memory stays bounded however much the tunnels have queued. */
 #define OUTPUT_HIGH_WATER (256 * 1024)
+/* Stop taking input while this much ciphertext waits: a peer that does not
+ * read what it makes us send (KeyUpdate replies, alerts: output that bypasses
+ * the framing above) is held back by TCP instead of growing our buffer.
+ * Framing overshoots the high-water mark by at most one frame, so ordinary
+ * traffic never gets here and two peers that both write cannot deadlock. */
+#define OUTPUT_INPUT_PAUSE (2 * OUTPUT_HIGH_WATER)
 /* How much a tunnel buffers for the peer before writes return AGAIN. */
 #define TUNNEL_WRITE_LIMIT (256 * 1024)
 /* Frames that cost work without moving a stream forward (empty DATA,
@@ -406,6 +412,13 @@ static void on_ping_ack(void *ctx, const uint8_t opaque[8])
     }
 }
 
+static size_t output_waiting(const hbone_conn *c)
+{
+    size_t pending;
+    (void)hb_tls_output(c->tls, &pending);
+    return pending;
+}
+
 /* Encrypt the collected plaintext as one record. */
 static int flush_record(hbone_conn *c)
 {
@@ -436,9 +449,7 @@ static int on_send(void *ctx, const uint8_t *data, size_t len)
                 return r;
         }
     }
-    size_t pending;
-    (void)hb_tls_output(c->tls, &pending);
-    return pending >= OUTPUT_HIGH_WATER ? 1 : 0;
+    return output_waiting(c) >= OUTPUT_HIGH_WATER ? 1 : 0;
 }
 
 static const hb_h2_events h2_events = {
@@ -583,6 +594,8 @@ int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *con
     }
     uint8_t plain[RECORD_PLAINTEXT];
     for (;;) {
+        if (output_waiting(c) >= OUTPUT_INPUT_PAUSE)
+            return 0; /* the rest waits until the peer has read */
         size_t took = 0, nread = 0;
         int r = hb_tls_read(c->tls, data + used, len - used, &took, plain, sizeof(plain), &nread);
         used += took;
@@ -630,9 +643,7 @@ const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len, uint64_t now_ms)
     }
     if (c->handshake_done && ((!c->error && !c->closed) || c->flush_goaway)) {
         c->flush_goaway = 0;
-        size_t pending;
-        (void)hb_tls_output(c->tls, &pending);
-        if (pending < OUTPUT_HIGH_WATER) {
+        if (output_waiting(c) < OUTPUT_HIGH_WATER) {
             int r = hb_h2_send(c->h2);
             if (r == 0)
                 r = flush_record(c);
@@ -657,9 +668,7 @@ int hbone_conn_is_closed(const hbone_conn *c)
 {
     if (!c)
         return 1;
-    size_t pending;
-    (void)hb_tls_output(c->tls, &pending);
-    if (pending)
+    if (output_waiting(c))
         return 0;
     return c->closed || c->error || (c->handshake_done && !hb_h2_alive(c->h2));
 }

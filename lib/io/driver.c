@@ -49,7 +49,10 @@ int hbone_io_events(hbone_io *io, uint64_t now_ms)
 {
     size_t pending = 0;
     (void)hbone_conn_output(io->conn, &pending, now_ms);
-    return (io->eof ? 0 : HBONE_IO_READ) | (pending ? HBONE_IO_WRITE : 0);
+    /* A full read buffer means the connection holds input back until the
+     * peer reads: poll for readability again only once there is room. */
+    int can_read = !io->eof && io->in_len < READ_BUFFER;
+    return (can_read ? HBONE_IO_READ : 0) | (pending ? HBONE_IO_WRITE : 0);
 }
 
 int hbone_io_timeout_ms(const hbone_io *io, uint64_t now_ms)
@@ -73,6 +76,14 @@ static int feed(hbone_io *io, uint64_t now_ms)
     return r;
 }
 
+static void release_idle_buffer(hbone_io *io)
+{
+    if (io->in_len == 0) {
+        hb_free(hb_mem_default(), io->in);
+        io->in = NULL;
+    }
+}
+
 static int read_socket(hbone_io *io, uint64_t now_ms)
 {
     if (!io->in && !(io->in = hb_malloc(hb_mem_default(), READ_BUFFER)))
@@ -94,11 +105,7 @@ static int read_socket(hbone_io *io, uint64_t now_ms)
         if (r < 0)
             return r;
     }
-    if (io->in_len == 0) {
-        /* Idle: give the read buffer back. */
-        hb_free(hb_mem_default(), io->in);
-        io->in = NULL;
-    }
+    release_idle_buffer(io); /* idle: give the read buffer back */
     if (io->eof)
         hbone_conn_input_eof(io->conn);
     return 0;
@@ -134,6 +141,12 @@ int hbone_io_handle(hbone_io *io, int ready, uint64_t now_ms)
     /* Always try to write: reading and timers produce output, and a failed
      * connection may still owe the peer an alert. */
     (void)write_socket(io, now_ms);
+    if (r == 0 && io->in_len) {
+        /* Input held back until the peer read our output may go in now. */
+        r = feed(io, now_ms);
+        release_idle_buffer(io);
+        (void)write_socket(io, now_ms);
+    }
     if (r < 0 || hbone_conn_is_closed(io->conn) || io->eof)
         return HBONE_ERR_CLOSED;
     return 0;

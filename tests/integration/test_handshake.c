@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <hbone/conn.h>
+
 #include "testlib.h"
 #include "tls/config.h"
 #include "tls/wolfssl.h"
@@ -547,6 +549,69 @@ START_TEST(raw_client_with_everything_right_is_accepted)
 }
 END_TEST
 
+/* Feed the raw client's output to a libhbone connection; keep what it does
+ * not take. Returns how much it took. */
+static size_t raw_to_conn(struct raw_client *rc, hbone_conn *conn)
+{
+    size_t consumed = 0;
+    ck_assert_int_eq(hbone_conn_input(conn, rc->to_server.buf, rc->to_server.len, &consumed, 0), 0);
+    memmove(rc->to_server.buf, rc->to_server.buf + consumed, rc->to_server.len - consumed);
+    rc->to_server.len -= consumed;
+    return consumed;
+}
+
+START_TEST(a_peer_that_does_not_read_is_held_back)
+{
+    /* Each TLS 1.3 KeyUpdate asking for an update makes the server answer
+     * with its own, outside any HTTP/2 framing. A peer sending them without
+     * reading the answers must find the server stops taking its input,
+     * rather than the answers piling up. The client here does see the
+     * answers (wolfSSL asks for one update at a time until it gets the
+     * reply), but the server's output is never consumed: to the server,
+     * the peer does not read. */
+    hbone_config *scfg = tl_config("server", NULL);
+    hbone_conn *server;
+    ck_assert_int_eq(hbone_conn_server_new(&server, scfg, NULL, NULL, 0), 0);
+    hbone_config_del(scfg);
+    struct raw_client rc;
+    raw_client_init(&rc, 1, "h2");
+    size_t seen = 0, len;
+    const uint8_t *out;
+    for (int round = 0; round < 100 && wolfSSL_negotiate(rc.ssl) != WOLFSSL_SUCCESS; round++) {
+        raw_to_conn(&rc, server);
+        out = hbone_conn_output(server, &len, 0);
+        raw_push(&rc.from_server, out, len);
+        hbone_conn_output_consume(server, len);
+    }
+    raw_to_conn(&rc, server); /* the client's Finished */
+    ck_assert_ptr_nonnull(hbone_conn_peer_id(server));
+    uint8_t sink[256];
+    size_t held_back = 0;
+    int updates = 0;
+    for (; updates < 100000 && !held_back; updates++) {
+        ck_assert_int_eq(wolfSSL_update_keys(rc.ssl), WOLFSSL_SUCCESS);
+        size_t offered = rc.to_server.len;
+        held_back = offered - raw_to_conn(&rc, server);
+        out = hbone_conn_output(server, &len, 0);
+        raw_push(&rc.from_server, out + seen, len - seen);
+        seen = len;
+        (void)wolfSSL_read(rc.ssl, sink, sizeof(sink)); /* takes the reply */
+    }
+    ck_assert_msg(held_back > 0, "the server took %d KeyUpdates, %zu bytes of output waiting",
+                  updates, seen);
+    /* Held back at the bound: 512 KiB plus at most one reply. */
+    ck_assert_uint_ge(seen, 512 * 1024);
+    ck_assert_uint_lt(seen, 512 * 1024 + 64);
+    /* Once the peer reads, the rest goes in and the connection is healthy. */
+    hbone_conn_output_consume(server, seen);
+    ck_assert_uint_eq(raw_to_conn(&rc, server), held_back);
+    ck_assert_int_eq(hbone_conn_is_closed(server), 0);
+    ck_assert_str_eq(hbone_conn_error_detail(server), "");
+    hbone_conn_del(server);
+    raw_client_free(&rc);
+}
+END_TEST
+
 /* --- what goes on the wire ------------------------------------------------ */
 
 struct hello_extension {
@@ -768,6 +833,7 @@ int main(void)
     tcase_add_test(hostile, client_without_alpn_is_refused);
     tcase_add_test(hostile, client_offering_only_http11_is_refused);
     tcase_add_test(hostile, raw_client_with_everything_right_is_accepted);
+    tcase_add_test(hostile, a_peer_that_does_not_read_is_held_back);
     suite_add_tcase(s, hostile);
     return tl_run_suite(s);
 }
