@@ -36,6 +36,11 @@
  * upstream nghttp2's glitch limiter, which 1.52 lacks. */
 #define GLITCH_BURST 1000
 #define GLITCH_PER_SECOND 33
+/* An HTTP/2 frame header. */
+#define H2_FRAME_HEADER 9
+/* Below this much room, a DATA frame starts a new record rather than
+ * filling the end of the current one. */
+#define MIN_DATA_IN_PARTIAL_RECORD 1024
 /* HPACK counts each header field as its length plus 32 (RFC 9113 6.5.2). */
 #define HEADER_FIELD_OVERHEAD 32
 
@@ -345,7 +350,7 @@ static void on_close(void *ctx, int32_t stream, uint32_t error_code)
         close_tunnel(c, t, error_code);
 }
 
-static ssize_t read_data(void *ctx, int32_t stream, uint8_t *buf, size_t len, int *eof)
+static ssize_t read_data(void *ctx, int32_t stream, size_t len, int *eof)
 {
     hbone_conn *c = ctx;
     hb_tunnel *t = find_tunnel(c, stream);
@@ -356,17 +361,13 @@ static ssize_t read_data(void *ctx, int32_t stream, uint8_t *buf, size_t len, in
         t->deferred = 1;
         return HB_H2_DEFERRED;
     }
-    size_t n = hb_tunnel_take(c->mem, t, buf, len);
-    if (hb_tunnel_pending(t) == 0 && t->local_shut) {
+    size_t pending = hb_tunnel_pending(t);
+    size_t n = pending < len ? pending : len;
+    if (n == pending && t->local_shut) {
         *eof = 1;
     } else if (n == 0) {
         t->deferred = 1;
         return HB_H2_DEFERRED;
-    }
-    if (t->want_writable && hb_tunnel_pending(t) < TUNNEL_WRITE_LIMIT) {
-        t->want_writable = 0;
-        if (c->cbs.tunnel_writable)
-            c->cbs.tunnel_writable(c, stream, c->user_data);
     }
     return (ssize_t)n;
 }
@@ -429,25 +430,72 @@ static int flush_record(hbone_conn *c)
     return r;
 }
 
+static int flush_full_record(hbone_conn *c)
+{
+    return c->record_len == RECORD_PLAINTEXT ? flush_record(c) : 0;
+}
+
+static int have_record(hbone_conn *c)
+{
+    if (!c->record && !(c->record = hb_malloc(c->mem, RECORD_PLAINTEXT)))
+        return HBONE_ERR_NOMEM;
+    return 0;
+}
+
 /* Collect frames into full records; returns 1 to pause framing once enough
  * ciphertext is waiting for the transport. */
 static int on_send(void *ctx, const uint8_t *data, size_t len)
 {
     hbone_conn *c = ctx;
-    if (!c->record && !(c->record = hb_malloc(c->mem, RECORD_PLAINTEXT)))
-        return HBONE_ERR_NOMEM;
-    while (len > 0) {
+    int r = have_record(c);
+    while (r == 0 && len > 0) {
         size_t room = RECORD_PLAINTEXT - c->record_len;
         size_t n = len < room ? len : room;
         memcpy(c->record + c->record_len, data, n);
         c->record_len += n;
         data += n;
         len -= n;
-        if (c->record_len == RECORD_PLAINTEXT) {
-            int r = flush_record(c);
-            if (r < 0)
-                return r;
-        }
+        r = flush_full_record(c);
+    }
+    if (r < 0)
+        return r;
+    return output_waiting(c) >= OUTPUT_HIGH_WATER ? 1 : 0;
+}
+
+/* Size DATA frames so that each one ends where a record ends: the peer then
+ * decrypts whole frames, and records stay full. A frame that would only fit
+ * in a sliver of the current record starts a new record instead. */
+static size_t next_data_length(void *ctx)
+{
+    const hbone_conn *c = ctx;
+    size_t room = RECORD_PLAINTEXT - c->record_len;
+    if (room < H2_FRAME_HEADER + MIN_DATA_IN_PARTIAL_RECORD)
+        room = RECORD_PLAINTEXT;
+    return room - H2_FRAME_HEADER;
+}
+
+/* A DATA frame: its header, then the payload moved from the tunnel's buffer
+ * straight into the record. nghttp2 drops such a frame if its stream closed
+ * first, and the tunnel lives exactly as long as its stream. */
+static int send_data(void *ctx, int32_t stream, const uint8_t *header, size_t payload_len)
+{
+    hbone_conn *c = ctx;
+    hb_tunnel *t = find_tunnel(c, stream);
+    int r = have_record(c);
+    if (r == 0 && c->record_len + H2_FRAME_HEADER + payload_len > RECORD_PLAINTEXT)
+        r = flush_record(c);
+    if (r < 0)
+        return r;
+    memcpy(c->record + c->record_len, header, H2_FRAME_HEADER);
+    c->record_len += H2_FRAME_HEADER;
+    c->record_len += hb_tunnel_take(c->mem, t, c->record + c->record_len, payload_len);
+    r = flush_full_record(c);
+    if (r < 0)
+        return r;
+    if (t->want_writable && hb_tunnel_pending(t) < TUNNEL_WRITE_LIMIT) {
+        t->want_writable = 0;
+        if (c->cbs.tunnel_writable)
+            c->cbs.tunnel_writable(c, stream, c->user_data);
     }
     return output_waiting(c) >= OUTPUT_HIGH_WATER ? 1 : 0;
 }
@@ -461,6 +509,8 @@ static const hb_h2_events h2_events = {
     .on_end = on_end,
     .on_close = on_close,
     .read_data = read_data,
+    .next_data_length = next_data_length,
+    .send_data = send_data,
     .on_glitch = on_glitch,
     .on_ping_ack = on_ping_ack,
     .on_send = on_send,

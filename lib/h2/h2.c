@@ -27,6 +27,7 @@ struct hb_h2 {
     void *ctx;
     int server;
     hb_h2_settings settings;
+    int send_error; /* send_data's failure, which nghttp2 reports as its own */
 };
 
 _Static_assert(sizeof(hb_mem) == sizeof(nghttp2_mem) &&
@@ -183,21 +184,55 @@ static int on_stream_close(nghttp2_session *session, int32_t stream, uint32_t er
     return 0;
 }
 
+/* DATA is never copied into nghttp2's frame buffer (NO_COPY): send_data
+ * moves the bytes from the tunnel straight into the TLS record. */
 static ssize_t read_data(nghttp2_session *session, int32_t stream, uint8_t *buf, size_t len,
                          uint32_t *data_flags, nghttp2_data_source *source, void *user)
 {
     (void)session;
+    (void)buf;
     (void)source;
     hb_h2 *h2 = user;
     int eof = 0;
-    ssize_t n = h2->events->read_data(h2->ctx, stream, buf, len, &eof);
+    ssize_t n = h2->events->read_data(h2->ctx, stream, len, &eof);
     if (n == HB_H2_DEFERRED)
         return NGHTTP2_ERR_DEFERRED;
     if (n < 0)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    *data_flags |= NGHTTP2_DATA_FLAG_NO_COPY;
     if (eof)
         *data_flags |= NGHTTP2_DATA_FLAG_EOF;
     return n;
+}
+
+static ssize_t data_length(nghttp2_session *session, uint8_t frame_type, int32_t stream,
+                           int32_t connection_window, int32_t stream_window,
+                           uint32_t max_frame_size, void *user)
+{
+    (void)session;
+    (void)frame_type;
+    (void)stream;
+    (void)connection_window;
+    (void)stream_window;
+    (void)max_frame_size; /* nghttp2 applies the windows and the frame limit */
+    hb_h2 *h2 = user;
+    return (ssize_t)h2->events->next_data_length(h2->ctx);
+}
+
+/* No padding callback is set, so frame->data.padlen is always 0: the
+ * payload follows the 9-byte header directly. */
+static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8_t *framehd,
+                     size_t length, nghttp2_data_source *source, void *user)
+{
+    (void)session;
+    (void)source;
+    hb_h2 *h2 = user;
+    int r = h2->events->send_data(h2->ctx, frame->hd.stream_id, framehd, length);
+    if (r < 0) {
+        h2->send_error = r;
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    return r > 0 ? NGHTTP2_ERR_PAUSE : 0;
 }
 
 /* --- session ----------------------------------------------------------- */
@@ -212,6 +247,8 @@ static int configure(hb_h2 *h2, nghttp2_session_callbacks *cbs, nghttp2_option *
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
+    nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, data_length);
+    nghttp2_session_callbacks_set_send_data_callback(cbs, send_data);
     /* Windows are credited when the application has consumed the bytes. */
     nghttp2_option_set_no_auto_window_update(opt, 1);
     nghttp2_option_set_max_settings(opt, MAX_SETTINGS_ENTRIES);
@@ -300,6 +337,8 @@ int hb_h2_send(hb_h2 *h2)
     for (;;) {
         const uint8_t *data;
         ssize_t n = nghttp2_session_mem_send(h2->session, &data);
+        if (n < 0 && h2->send_error)
+            return h2->send_error;
         if (n < 0)
             return (int)n == NGHTTP2_ERR_NOMEM ? HBONE_ERR_NOMEM : HBONE_ERR_INTERNAL;
         if (n == 0)

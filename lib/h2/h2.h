@@ -54,10 +54,17 @@ typedef struct hb_h2_events {
     /* The peer ended its side (END_STREAM on DATA or trailers). */
     int (*on_end)(void *ctx, int32_t stream);
     void (*on_close)(void *ctx, int32_t stream, uint32_t error_code);
-    /* Copy up to @p len bytes of the stream's outgoing data into @p buf.
-     * Set *eof when that is the last of it. Return the count, or
-     * HB_H2_DEFERRED when nothing is available yet. */
-    ssize_t (*read_data)(void *ctx, int32_t stream, uint8_t *buf, size_t len, int *eof);
+    /* Size the stream's next DATA frame: up to @p len of its outgoing bytes
+     * (nothing is copied yet; send_data takes them). Set *eof when that is
+     * the last of it. Return the count, or HB_H2_DEFERRED when nothing is
+     * available yet. */
+    ssize_t (*read_data)(void *ctx, int32_t stream, size_t len, int *eof);
+    /* The largest DATA payload to frame next (flow control may cut it). */
+    size_t (*next_data_length)(void *ctx);
+    /* Emit a DATA frame: @p header (9 bytes), then @p payload_len bytes
+     * taken from the stream's outgoing data. Return 0 for more, 1 to pause
+     * until the next hb_h2_send(), or a negative error. */
+    int (*send_data)(void *ctx, int32_t stream, const uint8_t *header, size_t payload_len);
     /* The peer sent something that costs us work without moving a stream
      * forward (empty DATA, PRIORITY, an invalid frame, one that made us reset
      * a stream). Return a negative value to end the connection. */

@@ -19,7 +19,16 @@ struct raw_h2 {
     size_t to_server_len, to_client_len;
     int goaway;
     uint32_t goaway_code;
+    /* The record tap: plaintext of each record, and where each one ends. */
+    int tap;
+    uint8_t *plain_log;
+    size_t plain_len;
+    size_t *record_ends;
+    size_t n_records;
 };
+
+#define TLS_RECORD_HEADER 5
+#define RECORD_PLAINTEXT_MAX 16384
 
 static raw_h2_stream *stream_of(raw_h2 *c, int32_t id)
 {
@@ -124,6 +133,8 @@ void raw_h2_del(raw_h2 *c)
     hb_tls_del(c->tls);
     free(c->to_server);
     free(c->to_client);
+    free(c->plain_log);
+    free(c->record_ends);
     free(c);
 }
 
@@ -153,6 +164,14 @@ int32_t raw_h2_request(raw_h2 *c, const char *const *fields, size_t n_fields, in
     return id;
 }
 
+static void tap_record(raw_h2 *c, const uint8_t *plain, size_t len)
+{
+    push(&c->plain_log, &c->plain_len, plain, len);
+    c->record_ends = realloc(c->record_ends, (c->n_records + 1) * sizeof(*c->record_ends));
+    ck_assert_ptr_nonnull(c->record_ends);
+    c->record_ends[c->n_records++] = c->plain_len;
+}
+
 /* One round of the raw client: handshake or HTTP/2, both directions. */
 static int client_step(raw_h2 *c)
 {
@@ -167,8 +186,18 @@ static int client_step(raw_h2 *c)
     } else {
         uint8_t plain[16384];
         size_t nread = 0;
-        int r = hb_tls_read(c->tls, c->to_client, c->to_client_len, &consumed, plain, sizeof(plain),
-                            &nread);
+        size_t offer = c->to_client_len;
+        if (c->tap) {
+            /* Exactly one whole record, so the plaintext is that record's. */
+            if (offer < TLS_RECORD_HEADER)
+                return 0;
+            offer = TLS_RECORD_HEADER + ((size_t)c->to_client[3] << 8 | c->to_client[4]);
+            if (offer > c->to_client_len)
+                return 0;
+        }
+        int r = hb_tls_read(c->tls, c->to_client, offer, &consumed, plain, sizeof(plain), &nread);
+        if (c->tap && nread)
+            tap_record(c, plain, nread);
         ck_assert_msg(r == 0 || r == HBONE_ERR_AGAIN || r == HBONE_ERR_CLOSED,
                       "raw client read: %d", r);
         if (nread)
@@ -234,4 +263,55 @@ int raw_h2_goaway(const raw_h2 *c, uint32_t *code)
     if (code)
         *code = c->goaway_code;
     return c->goaway;
+}
+
+void raw_h2_large_windows(raw_h2 *c)
+{
+    const int32_t window = 16 << 20;
+    nghttp2_settings_entry iv = {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, (uint32_t)window};
+    ck_assert_int_eq(nghttp2_submit_settings(c->session, NGHTTP2_FLAG_NONE, &iv, 1), 0);
+    ck_assert_int_eq(
+        nghttp2_session_set_local_window_size(c->session, NGHTTP2_FLAG_NONE, 0, window), 0);
+}
+
+void raw_h2_tap_records(raw_h2 *c)
+{
+    c->tap = 1;
+}
+
+/* The record holding plaintext offset @p off. */
+static size_t record_at(const raw_h2 *c, size_t off)
+{
+    size_t i = 0;
+    while (i < c->n_records && c->record_ends[i] <= off)
+        i++;
+    return i;
+}
+
+void raw_h2_record_stats(const raw_h2 *c, raw_h2_records *st)
+{
+    memset(st, 0, sizeof(*st));
+    st->records = c->n_records;
+    size_t last_data_record = SIZE_MAX;
+    for (size_t pos = 0; pos + 9 <= c->plain_len;) {
+        const uint8_t *h = c->plain_log + pos;
+        size_t len = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
+        size_t end = pos + 9 + len;
+        ck_assert_uint_le(end, c->plain_len);
+        if (h[3] == NGHTTP2_DATA && len > 0) {
+            size_t first = record_at(c, pos), last = record_at(c, end - 1);
+            st->data_frames++;
+            st->data_bytes += len;
+            st->split_data_frames += first != last;
+            for (size_t r = first; r <= last; r++) {
+                if (r == last_data_record)
+                    continue;
+                last_data_record = r;
+                size_t start = r ? c->record_ends[r - 1] : 0;
+                st->data_records++;
+                st->full_data_records += c->record_ends[r] - start == RECORD_PLAINTEXT_MAX;
+            }
+        }
+        pos = end;
+    }
 }

@@ -48,4 +48,24 @@ int raw_h2_goaway(const raw_h2 *c, uint32_t *code);
 
 const raw_h2_stream *raw_h2_stream_of(const raw_h2 *c, int32_t id);
 
+/* Advertise 16 MiB stream and connection windows, as HBONE peers do, so
+ * that flow control does not shape what the server sends. Call before the
+ * first pump. */
+void raw_h2_large_windows(raw_h2 *c);
+
+/* How the server's plaintext was cut into TLS records. */
+typedef struct raw_h2_records {
+    size_t records;           /* after the handshake */
+    size_t data_records;      /* records carrying DATA payload */
+    size_t full_data_records; /* ... of the largest size, 16 KiB */
+    size_t data_frames;
+    size_t split_data_frames; /* a DATA frame spread over two records */
+    size_t data_bytes;
+} raw_h2_records;
+
+/* From now on read the server's output one TLS record at a time and keep
+ * its plaintext, for raw_h2_record_stats(). */
+void raw_h2_tap_records(raw_h2 *c);
+void raw_h2_record_stats(const raw_h2 *c, raw_h2_records *st);
+
 #endif /* HB_RAW_H2_H */
