@@ -145,6 +145,17 @@ HBONE_API int hbone_config_set_http2(hbone_config *cfg, uint32_t stream_window,
                                      uint32_t max_concurrent_streams);
 
 /**
+ * The largest header list accepted on a tunnel's request (server) or
+ * response (client), counted as RFC 9113 section 6.5.2 does (each field's
+ * name and value plus 32), and advertised as SETTINGS_MAX_HEADER_LIST_SIZE.
+ * ztunnel's by default: 64 KiB for servers, 16 KiB for clients; a
+ * client's budget also covers any informational (1xx) responses. A stream
+ * that exceeds it is reset; the connection carries on. @p bytes from 1 KiB
+ * to 16 MiB. Returns 0, HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_set_max_header_list_size(hbone_config *cfg, uint32_t bytes);
+
+/**
  * This workload's own SPIFFE ID (from the certificate), or NULL if no
  * certificate is set. Valid as long as @p cfg.
  */

@@ -208,16 +208,21 @@ static int on_header(void *ctx, int32_t stream, const uint8_t *name, size_t name
     hb_tunnel *t = find_tunnel(c, stream);
     if (!t)
         return 0;
+    /* nghttp2 does not hold a peer to the header-list size we advertised.
+     * The budget is per tunnel, so endless 1xx responses exhaust it too. */
+    t->header_bytes += name_len + value_len + HEADER_FIELD_OVERHEAD;
+    if (t->header_bytes > c->settings.max_header_list_size) {
+        hb_log(&c->cfg->log, HBONE_LOG_INFO,
+               "tunnel %d: peer's headers exceed the %u-byte header list limit, reset", (int)stream,
+               (unsigned)c->settings.max_header_list_size);
+        return HBONE_ERR_PROTOCOL;
+    }
     if (!c->server) {
         /* nghttp2 has checked :status is three digits (HTTP messaging). */
         if (name_len == 7 && memcmp(name, ":status", 7) == 0 && value_len == 3)
             t->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
         return 0;
     }
-    /* nghttp2 does not hold a peer to the header-list size we advertised. */
-    t->header_bytes += name_len + value_len + HEADER_FIELD_OVERHEAD;
-    if (t->header_bytes > c->settings.max_header_list_size)
-        return HBONE_ERR_PROTOCOL;
     if (name_len > 0 && name[0] == ':') {
         if (name_len == 7 && memcmp(name, ":method", 7) == 0)
             t->bad_request |= !(value_len == 7 && memcmp(value, "CONNECT", 7) == 0);
@@ -551,6 +556,8 @@ static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *
         if (server)
             c->settings.max_concurrent_streams = cfg->h2_max_concurrent_streams;
     }
+    if (cfg->h2_max_header_list_size)
+        c->settings.max_header_list_size = cfg->h2_max_header_list_size;
     r = hb_h2_new(&c->h2, server, &c->settings, c->mem, &h2_events, c);
     if (r < 0) {
         hbone_conn_del(c);

@@ -366,6 +366,18 @@ int hbone_config_set_http2(hbone_config *cfg, uint32_t stream_window, uint32_t c
     return 0;
 }
 
+int hbone_config_set_max_header_list_size(hbone_config *cfg, uint32_t bytes)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    /* Room for a CONNECT with ztunnel's headers; far above any real one. */
+    if (bytes < 1024 || bytes > 16 * 1024 * 1024)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    cfg->h2_max_header_list_size = bytes;
+    return 0;
+}
+
 const hbone_spiffe_id *hbone_config_identity(const hbone_config *cfg)
 {
     return cfg ? cfg->identity : NULL;

@@ -35,6 +35,7 @@ struct hbone_config {
     uint32_t h2_connection_window;
     uint32_t h2_max_frame_size;
     uint32_t h2_max_concurrent_streams;
+    uint32_t h2_max_header_list_size; /* 0: the role's default */
     hb_logger log;
     hb_detail detail;
     hbone_spiffe_id *identity; /* own, from the certificate */

@@ -37,6 +37,7 @@ struct side {
     int consume_later; /* do not credit received bytes in the data callback */
     int auto_answer;   /* server: 0 leave pending, 200 accept, else reject */
     int echo;          /* server: write back what arrives, shut down on end */
+    size_t big_header; /* server: accept with a header field this large */
 };
 
 static uint32_t checksum_update(uint32_t sum, const uint8_t *data, size_t len)
@@ -81,7 +82,15 @@ static void on_request(hbone_conn *conn, int32_t tunnel, const char *host, size_
     if (hbone_conn_tunnel_header(conn, tunnel, 0, &name, &name_len, &value, &value_len) == 0)
         snprintf(l->first_header, sizeof(l->first_header), "%.*s: %.*s", (int)name_len, name,
                  (int)value_len, value);
-    if (s->auto_answer == 200)
+    if (s->auto_answer == 200 && s->big_header) {
+        static char big_value[64 * 1024];
+        ck_assert_uint_le(s->big_header, sizeof(big_value));
+        memset(big_value, 'v', s->big_header);
+        const char *names[] = {"x-big"}, *values[] = {big_value};
+        size_t name_lens[] = {5}, value_lens[] = {s->big_header};
+        ck_assert_int_eq(
+            hbone_conn_tunnel_accept(conn, tunnel, names, name_lens, values, value_lens, 1), 0);
+    } else if (s->auto_answer == 200)
         ck_assert_int_eq(hbone_conn_tunnel_accept(conn, tunnel, NULL, NULL, NULL, NULL, 0), 0);
     else if (s->auto_answer)
         ck_assert_int_eq(hbone_conn_tunnel_reject(conn, tunnel, s->auto_answer), 0);
@@ -162,7 +171,7 @@ struct pair {
 
 /* HTTP/2 settings for both sides' configs, or 0 for the defaults; an idle
  * timeout (which also turns keepalive off). */
-static uint32_t pair_stream_window, pair_max_streams, pair_idle_ms;
+static uint32_t pair_stream_window, pair_max_streams, pair_idle_ms, pair_client_header_list;
 
 static void pair_init(struct pair *p, const char *expected, unsigned seed)
 {
@@ -183,6 +192,8 @@ static void pair_init(struct pair *p, const char *expected, unsigned seed)
                                                 16384, pair_max_streams),
                          0);
     }
+    if (pair_client_header_list)
+        ck_assert_int_eq(hbone_config_set_max_header_list_size(ccfg, pair_client_header_list), 0);
     hbone_callbacks *cbs = all_callbacks();
     ck_assert_int_eq(hbone_conn_client_new(&p->client.conn, ccfg, cbs, &p->client, p->now), 0);
     ck_assert_int_eq(hbone_conn_server_new(&p->server.conn, scfg, cbs, &p->server, p->now), 0);
@@ -850,6 +861,36 @@ START_TEST(configured_settings_apply)
 }
 END_TEST
 
+START_TEST(response_headers_within_the_client_limit)
+{
+    /* A 20 KiB response header: over a client's default 16 KiB header list,
+     * within 32 KiB once configured. */
+    pair_client_header_list = _i ? 32 * 1024 : 0;
+    struct pair p;
+    pair_init(&p, SERVER_ID, 9);
+    pair_client_header_list = 0;
+    p.server.auto_answer = 200;
+    p.server.big_header = 20 * 1024;
+    int32_t id = open_tunnel(&p, "10.0.0.1:80");
+    pump(&p, NULL, NULL);
+    struct tunnel_log *l = log_of(&p.client, id);
+    if (_i) {
+        ck_assert_int_eq(l->status, 200);
+        ck_assert_int_eq(l->closed, 0);
+    } else {
+        ck_assert_int_eq(l->status, 0);
+        ck_assert_int_eq(l->closed, 1);
+        ck_assert_uint_ne(l->reason, 0);
+        /* Only that tunnel: the connection still opens others. */
+        p.server.big_header = 0;
+        int32_t next = open_tunnel(&p, "10.0.0.1:81");
+        pump(&p, NULL, NULL);
+        ck_assert_int_eq(log_of(&p.client, next)->status, 200);
+    }
+    pair_free(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("conn");
@@ -872,6 +913,7 @@ int main(void)
     tcase_add_test(tc, drain_lets_open_tunnels_finish);
     tcase_add_test(tc, drain_deadline_ends_what_is_left);
     tcase_add_test(tc, configured_settings_apply);
+    tcase_add_loop_test(tc, response_headers_within_the_client_limit, 0, 2);
     tcase_add_test(tc, idle_connections_close);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);

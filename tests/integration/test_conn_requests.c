@@ -5,6 +5,7 @@
  * without the application seeing it, and the connection keeps serving.
  */
 #include <check.h>
+#include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,12 +37,14 @@ struct fixture {
     struct server_log log;
 };
 
-static void setup_with(struct fixture *f, int hostnames)
+static void setup_with(struct fixture *f, int hostnames, uint32_t header_list)
 {
     memset(f, 0, sizeof(*f));
     hbone_config *cfg = tl_config("server", NULL);
     if (hostnames)
         ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 1), 0);
+    if (header_list)
+        ck_assert_int_eq(hbone_config_set_max_header_list_size(cfg, header_list), 0);
     hbone_callbacks *cbs;
     ck_assert_int_eq(hbone_callbacks_new(&cbs), 0);
     hbone_callbacks_set_tunnel_request(cbs, on_request);
@@ -53,7 +56,7 @@ static void setup_with(struct fixture *f, int hostnames)
 
 static void setup(struct fixture *f)
 {
-    setup_with(f, 0);
+    setup_with(f, 0, 0);
 }
 
 static void teardown(struct fixture *f)
@@ -166,6 +169,32 @@ START_TEST(oversized_headers_reset_one_stream)
     ck_assert_int_eq(s->status, 0);
     ck_assert_uint_ne(s->close_code, 0);
     check_canary(&f);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(header_list_limit_is_configurable)
+{
+    /* 5 KiB of headers: within the default 64 KiB, over a 4 KiB limit. */
+    struct fixture f;
+    setup_with(&f, 0, _i ? 4096 : 0);
+    static char value[5 * 1024];
+    memset(value, 'v', sizeof(value) - 1);
+    const char *fields[] = {":method", "CONNECT", ":authority", "10.0.0.3:80", "x-big", value};
+    int32_t id = raw_h2_request(f.client, fields, 3, 0);
+    raw_h2_pump(f.client, f.server);
+    ck_assert_uint_eq(raw_h2_server_setting(f.client, NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE),
+                      _i ? 4096 : 64 * 1024);
+    const raw_h2_stream *s = raw_h2_stream_of(f.client, id);
+    if (_i) {
+        ck_assert_int_eq(f.log.requests, 0);
+        ck_assert_int_eq(s->closed, 1);
+        ck_assert_uint_ne(s->close_code, 0);
+        check_canary(&f);
+    } else {
+        ck_assert_int_eq(f.log.requests, 1);
+        ck_assert_int_eq(s->status, 200);
+    }
     teardown(&f);
 }
 END_TEST
@@ -284,7 +313,7 @@ END_TEST
 START_TEST(hostnames_when_the_application_enables_them)
 {
     struct fixture f;
-    setup_with(&f, 1);
+    setup_with(&f, 1, 0);
     static const char *const fields[] = {":method", "CONNECT", ":authority",
                                          "reviews.bookinfo.svc.cluster.local:9080"};
     int32_t id = raw_h2_request(f.client, fields, 2, 0);
@@ -329,6 +358,7 @@ int main(void)
     tcase_add_loop_test(tc, bad_request_is_answered_without_the_application, 0, (int)N_BAD);
     tcase_add_test(tc, oversized_headers_reset_one_stream);
     tcase_add_test(tc, request_headers_reach_the_application);
+    tcase_add_loop_test(tc, header_list_limit_is_configurable, 0, 2);
     tcase_add_loop_test(tc, frame_floods_end_the_connection, 0, 2);
     tcase_add_loop_test(tc, a_few_such_frames_are_tolerated, 0, 2);
     tcase_add_test(tc, streams_reset_for_the_peer_count_too);

@@ -315,3 +315,8 @@ void raw_h2_record_stats(const raw_h2 *c, raw_h2_records *st)
         pos = end;
     }
 }
+
+uint32_t raw_h2_server_setting(const raw_h2 *c, int id)
+{
+    return nghttp2_session_get_remote_settings(c->session, (nghttp2_settings_id)id);
+}

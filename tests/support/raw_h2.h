@@ -48,6 +48,9 @@ int raw_h2_goaway(const raw_h2 *c, uint32_t *code);
 
 const raw_h2_stream *raw_h2_stream_of(const raw_h2 *c, int32_t id);
 
+/* A SETTINGS value the server advertised (nghttp2's setting id). */
+uint32_t raw_h2_server_setting(const raw_h2 *c, int id);
+
 /* Advertise 16 MiB stream and connection windows, as HBONE peers do, so
  * that flow control does not shape what the server sends. Call before the
  * first pump. */

@@ -172,6 +172,7 @@ START_TEST(config_is_frozen_once_used)
     ck_assert_int_eq(hbone_config_set_handshake_timeout(cfg, 5), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_keepalive(cfg, 5, 5), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_http2(cfg, 65536, 65536, 16384, 1), HBONE_ERR_CONFIG_FROZEN);
+    ck_assert_int_eq(hbone_config_set_max_header_list_size(cfg, 4096), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 1), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_idle_timeout(cfg, 1), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_log(cfg, ignore_log, HBONE_LOG_DEBUG, NULL),
@@ -270,6 +271,14 @@ START_TEST(http2_settings_are_checked)
     ck_assert_int_eq(hbone_config_set_http2(cfg, 4 * MiB, 16 * MiB, MiB, 0),
                      HBONE_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(hbone_config_set_http2(cfg, 64 * KiB, 64 * KiB, 16 * KiB, 1), 0);
+    ck_assert_int_eq(hbone_config_set_max_header_list_size(cfg, 0), HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_max_header_list_size(cfg, KiB - 1),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_max_header_list_size(cfg, 16 * MiB + 1),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_max_header_list_size(NULL, KiB), HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_max_header_list_size(cfg, KiB), 0);
+    ck_assert_int_eq(hbone_config_set_max_header_list_size(cfg, 16 * MiB), 0);
     ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 2), HBONE_ERR_INVALID_ARGUMENT);
     ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 1), 0);
     hbone_config_del(cfg);
