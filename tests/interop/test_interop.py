@@ -605,6 +605,194 @@ def python_client_tests():
     srv.stop()
 
 
+# --- ztunnel's way of ending streams, as the client of hbone serve -----------
+#
+# ztunnel passes an app's TCP RST on as END_STREAM, and its h2 stack may reset
+# a stream with NO_ERROR once both END_STREAMs are through. hbone serve dials
+# a real upstream here, so the test sees which of FIN and RST reached it.
+
+class Upstream:
+    """The tunnel's destination for hbone serve: accepts one TCP connection,
+    echoes what it receives (unless echo=False) and records how the bytes
+    ended in `end`: "eof" (a FIN: recv gave b"") or "reset" (recv raised
+    ConnectionResetError). After an EOF it answers with the SHA-256 of all it
+    received, then `tail`, and closes once release() is called. Its listening
+    port stays taken until close(), so that no later Upstream gets the same
+    authority (hbone serve's log lines are told apart by it)."""
+
+    def __init__(self, echo=True, tail=b""):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(1)
+        self.lsock.settimeout(30)
+        self.authority = "127.0.0.1:%d" % self.lsock.getsockname()[1]
+        self.echo, self.tail = echo, tail
+        self.received = bytearray()
+        self.end = None
+        self.changed = threading.Condition()
+        self.released = threading.Event()
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _record(self, chunk=b"", end=None):
+        with self.changed:
+            self.received.extend(chunk)
+            self.end = end or self.end
+            self.changed.notify_all()
+
+    def _serve(self):
+        try:
+            conn, _ = self.lsock.accept()
+        except OSError as e:
+            self._record(end="never dialed: " + repr(e))
+            return
+        with conn:
+            conn.settimeout(30)
+            try:
+                while chunk := conn.recv(65536):
+                    self._record(chunk)
+                    if self.echo:
+                        conn.sendall(chunk)
+            except ConnectionResetError:
+                self._record(end="reset")
+                return
+            except OSError as e:
+                self._record(end=repr(e))
+                return
+            self._record(end="eof")
+            try:
+                conn.sendall(hashlib.sha256(self.received).digest() + self.tail)
+            except OSError:
+                pass  # the tunnel went away while the tail was still going out
+            self.released.wait(30)
+
+    def wait(self, cond, timeout=20):
+        with self.changed:
+            return self.changed.wait_for(cond, timeout)
+
+    def release(self):
+        self.released.set()
+
+    def close(self):
+        self.release()
+        self.lsock.close()
+
+
+def ztunnel_client_tests():
+    echo = Hbone(["serve", "--listen", "127.0.0.1:0", "--echo"] + tls_flags("server"))
+    dial = Hbone(["serve", "--listen", "127.0.0.1:0"] + tls_flags("server"))
+    echo_tls, echo_peer = h2_client(echo.port)
+    dial_tls, dial_peer = h2_client(dial.port)
+    data = os.urandom(256 * 1024)
+    digest = hashlib.sha256(data).digest()
+
+    def outcome(srv, authority):
+        line = srv.wait_line(rf"authority={re.escape(authority)} .*outcome=")
+        return line.rsplit("outcome=", 1)[-1].strip() if line else "no log line"
+
+    def tunnel(peer, authority):
+        s = open_tunnel(peer, authority)
+        peer.until(lambda: s in peer.status)
+        return s
+
+    def received(peer, s):
+        return bytes(peer.received.get(s, b""))
+
+    upstreams = []  # all kept listening to the end: each authority stays unique
+
+    def upstream(**kwargs):
+        upstreams.append(Upstream(**kwargs))
+        return upstreams[-1]
+
+    # (a) Data and END_STREAM, the echo and END_STREAM back, then
+    # RST_STREAM(NO_ERROR) on the closed stream: a normal end.
+    s = tunnel(echo_peer, "10.0.0.2:8001")
+    send_all(echo_peer, s, data, end=True)
+    echo_peer.until(lambda: s in echo_peer.ended)
+    echo_peer.reset_closed_stream(s, NO_ERROR)
+    got = received(echo_peer, s)
+    after = tunnel(echo_peer, "10.0.0.2:8002")  # the late reset did not upset the connection
+    send_all(echo_peer, after, b"", end=True)
+    echo_peer.until(lambda: after in echo_peer.ended)
+    check("h2 client -> hbone serve --echo: RST_STREAM(NO_ERROR) after both END_STREAMs logs "
+          "outcome=closed, the connection carries on",
+          got == data and outcome(echo, "10.0.0.2:8001") == "closed"
+          and echo_peer.status.get(after) == 200 and after in echo_peer.ended,
+          (len(got), outcome(echo, "10.0.0.2:8001"), echo_peer.status.get(after),
+           echo_peer.failure))
+
+    up = upstream()
+    s = tunnel(dial_peer, up.authority)
+    send_all(dial_peer, s, data, end=True)
+    dial_peer.until(lambda: len(received(dial_peer, s)) >= len(data) + len(digest))
+    up.release()
+    dial_peer.until(lambda: s in dial_peer.ended)
+    dial_peer.reset_closed_stream(s, NO_ERROR)
+    check("h2 client -> hbone serve: RST_STREAM(NO_ERROR) after both END_STREAMs logs "
+          "outcome=closed, the upstream saw a clean EOF",
+          received(dial_peer, s) == data + digest and up.end == "eof"
+          and outcome(dial, up.authority) == "closed",
+          (len(received(dial_peer, s)), up.end, outcome(dial, up.authority), dial_peer.failure))
+
+    # (b) Data, then RST_STREAM(CANCEL) without END_STREAM: the upstream gets
+    # a TCP RST, never a clean EOF.
+    up = upstream(echo=False)
+    s = tunnel(dial_peer, up.authority)
+    send_all(dial_peer, s, data)
+    up.wait(lambda: len(up.received) >= len(data))  # all through before the reset
+    dial_peer.conn.reset_stream(s, CANCEL)
+    dial_peer.flush()
+    up.wait(lambda: up.end is not None)
+    check("h2 client -> hbone serve: RST_STREAM(CANCEL) without END_STREAM resets the upstream "
+          "(ConnectionResetError), logs reset-0x8",
+          up.received == data and up.end == "reset" and outcome(dial, up.authority) == "reset-0x8",
+          (len(up.received), up.end, outcome(dial, up.authority)))
+
+    s = tunnel(echo_peer, "10.0.0.2:8003")
+    send_all(echo_peer, s, data)
+    echo_peer.until(lambda: len(received(echo_peer, s)) >= len(data))
+    echo_peer.conn.reset_stream(s, CANCEL)
+    echo_peer.flush()
+    check("h2 client -> hbone serve --echo: RST_STREAM(CANCEL) without END_STREAM logs reset-0x8",
+          outcome(echo, "10.0.0.2:8003") == "reset-0x8", outcome(echo, "10.0.0.2:8003"))
+
+    # (c) ztunnel's mapping of an app's TCP RST: plain END_STREAM. The
+    # upstream sees a clean EOF; the server keeps its own side open until the
+    # upstream closes.
+    up = upstream(echo=False)
+    s = tunnel(dial_peer, up.authority)
+    send_all(dial_peer, s, data, end=True)
+    up.wait(lambda: up.end is not None)
+    dial_peer.until(lambda: len(received(dial_peer, s)) >= len(digest))
+    still_open = s not in dial_peer.ended  # the upstream has not closed yet
+    up.release()
+    dial_peer.until(lambda: s in dial_peer.ended)
+    check("h2 client -> hbone serve: END_STREAM gives the upstream a clean EOF; the server ends "
+          "its side after the upstream closes, logs outcome=closed",
+          up.end == "eof" and up.received == data and received(dial_peer, s) == digest
+          and still_open and s in dial_peer.ended and outcome(dial, up.authority) == "closed",
+          (up.end, len(up.received), still_open, s in dial_peer.ended,
+           outcome(dial, up.authority)))
+
+    # (d) Like ztunnel's h2 stack: our END_STREAM, then RST_STREAM(NO_ERROR)
+    # while the server is still sending ("stop sending, no error").
+    up = upstream(echo=False, tail=os.urandom(8 * MiB))
+    s = tunnel(dial_peer, up.authority)
+    send_all(dial_peer, s, data, end=True)
+    dial_peer.until(lambda: len(received(dial_peer, s)) >= MiB)  # mid-tail: still sending
+    dial_peer.conn.reset_stream(s, NO_ERROR)
+    dial_peer.flush()
+    check("h2 client -> hbone serve: END_STREAM then RST_STREAM(NO_ERROR) while the server still "
+          "sends logs outcome=closed",
+          up.end == "eof" and s not in dial_peer.ended and outcome(dial, up.authority) == "closed",
+          (up.end, s in dial_peer.ended, outcome(dial, up.authority)))
+    for up in upstreams:
+        up.close()
+    echo_tls.close()
+    dial_tls.close()
+    echo.stop()
+    dial.stop()
+
+
 # --- nghttpx as the server for hbone connect ----------------------------------
 
 def nghttpx_tests():
@@ -693,6 +881,7 @@ def main():
     python_server_tests()
     ztunnel_server_tests()
     python_client_tests()
+    ztunnel_client_tests()
     nghttpx_tests()
     passed = sum(results)
     print(f"{passed} passed, {len(results) - passed} failed")
