@@ -443,6 +443,20 @@ def ztunnel_server_tests():
           code == 0 and run.stdout == down and result.get("up") == up,
           (code, len(run.stdout), len(result.get("up", b"")), run.stderr, result.get("error")))
 
+    # (a') The negative counterpart: RST_STREAM(NO_ERROR) with no END_STREAM
+    # before it ends the stream early, which is a reset, not a clean close.
+    def no_error_without_end(peer, s, result):
+        answer_200(peer, s)
+        send_all(peer, s, down)
+        peer.conn.reset_stream(s, NO_ERROR)
+        peer.flush()
+
+    port, result = scripted_h2_server(no_error_without_end)
+    run = ConnectRun(port)
+    code = run.exit_code()
+    check("hbone connect <- h2 server: RST_STREAM(NO_ERROR) without END_STREAM is a reset, exit 5",
+          code == 5 and b"reset" in run.stderr, (code, len(run.stdout), run.stderr))
+
     # (b), (c) Resets without END_STREAM: what came before them is printed.
     for name, code_sent in (("CANCEL", CANCEL), ("CONNECT_ERROR", CONNECT_ERROR)):
         def data_then_reset(peer, s, result, code_sent=code_sent):
@@ -754,6 +768,20 @@ def ztunnel_client_tests():
     echo_peer.flush()
     check("h2 client -> hbone serve --echo: RST_STREAM(CANCEL) without END_STREAM logs reset-0x8",
           outcome(echo, "10.0.0.2:8003") == "reset-0x8", outcome(echo, "10.0.0.2:8003"))
+
+    # (b') The negative counterpart of (a): RST_STREAM(NO_ERROR) with no
+    # END_STREAM before it cuts the stream short, so the upstream is reset too.
+    up = upstream(echo=False)
+    s = tunnel(dial_peer, up.authority)
+    send_all(dial_peer, s, data)
+    up.wait(lambda: len(up.received) >= len(data))
+    dial_peer.conn.reset_stream(s, NO_ERROR)
+    dial_peer.flush()
+    up.wait(lambda: up.end is not None)
+    check("h2 client -> hbone serve: RST_STREAM(NO_ERROR) without END_STREAM resets the upstream, "
+          "logs reset-0x0",
+          up.end == "reset" and outcome(dial, up.authority) == "reset-0x0",
+          (up.end, outcome(dial, up.authority)))
 
     # (c) ztunnel's mapping of an app's TCP RST: plain END_STREAM. The
     # upstream sees a clean EOF; the server keeps its own side open until the
