@@ -264,7 +264,7 @@ static void serve_done(tunnel_pipe *p, uint32_t reason)
     char outcome[48];
     if (p->ctx) /* a rejection already named the outcome */
         snprintf(outcome, sizeof(outcome), "%s", (const char *)p->ctx);
-    else if (!p->aborted)
+    else if (reason == 0)
         snprintf(outcome, sizeof(outcome), "closed");
     else if (reason == HBONE_CLOSE_CONNECTION_LOST)
         snprintf(outcome, sizeof(outcome), "connection-lost");
@@ -407,7 +407,7 @@ static int cmd_serve(const struct options *o)
 struct connect_state {
     int status;
     uint32_t reason;
-    int closed, aborted;
+    int closed;
     char failure[400]; /* why the connection failed, copied before it is freed */
 };
 
@@ -429,7 +429,6 @@ static void connect_done(tunnel_pipe *p, uint32_t reason)
     struct connect_state *st = p->ctx;
     st->closed = 1;
     st->reason = reason;
-    st->aborted = p->aborted;
     loop_stop(0);
 }
 
@@ -470,7 +469,7 @@ static int cmd_connect(const struct options *o)
             fprintf(stderr, "hbone connect: no answer to the CONNECT\n");
         return st.status ? EXIT_STATUS : EXIT_RESET;
     }
-    if (!st.closed || st.aborted) {
+    if (!st.closed || st.reason != 0) {
         fprintf(stderr, "hbone connect: the tunnel was %s\n",
                 st.reason == HBONE_CLOSE_CONNECTION_LOST || !st.closed ? "lost with its connection"
                                                                        : "reset");
@@ -493,7 +492,7 @@ static void forward_response(hbone_conn *conn, int32_t tunnel, int status, void 
 
 static void forward_done(tunnel_pipe *p, uint32_t reason)
 {
-    if (p->aborted)
+    if (reason != 0)
         fprintf(stderr, "hbone forward: tunnel %d ended with %s 0x%x\n", (int)p->tunnel,
                 reason == HBONE_CLOSE_CONNECTION_LOST ? "connection loss" : "reset", reason);
 }

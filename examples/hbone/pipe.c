@@ -258,14 +258,7 @@ void pipe_on_close(hbone_conn *conn, int32_t tunnel, uint32_t reason, void *user
     if (!p)
         return;
     p->closed = 1;
-    /* libhbone reports a peer's RST_STREAM(NO_ERROR) as reason 0 whether or
-     * not its END_STREAM came first. After it, the reset only says "stop
-     * sending" (RFC 9113 8.1; ztunnel's h2 stack sends one): a normal end.
-     * Before it, the peer's bytes were cut short, so the tunnel is reset like
-     * any other. That needs an fd side, attached or being dialed: a tunnel
-     * refused with a status has that status for its outcome. */
-    p->aborted = reason != 0 || ((p->established || p->dialing) && !p->peer_ended);
-    if (p->aborted && p->in_fd >= 0 && p->in_fd == p->out_fd) {
+    if (reason != 0 && p->in_fd >= 0 && p->in_fd == p->out_fd) {
         /* Mirror the reset: an abortive close sends a TCP RST. */
         struct linger lg = {1, 0};
         setsockopt(p->in_fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));

@@ -14,8 +14,7 @@
 
 typedef struct tunnel_pipe tunnel_pipe;
 
-/* Called once when the tunnel closed; @p reason as in hbone_tunnel_close_cb,
- * p->aborted says whether it ended early (which a reason of 0 can hide). */
+/* Called once when the tunnel closed; @p reason as in hbone_tunnel_close_cb. */
 typedef void (*pipe_done_fn)(tunnel_pipe *p, uint32_t reason);
 /* Called once when a dial finished: @p error is 0 or an errno value. */
 typedef void (*pipe_dialed_fn)(tunnel_pipe *p, int error);
@@ -31,7 +30,6 @@ struct tunnel_pipe {
     uint8_t *to_tunnel, *to_fd;
     size_t to_tunnel_len, to_fd_len;
     int in_eof, tunnel_shut, peer_ended, fd_shut, closed;
-    int aborted;       /* closed by a reset or a lost connection, not by the peer's END_STREAM */
     uint64_t up, down; /* bytes fd -> tunnel, tunnel -> fd */
     uint64_t started;
     pipe_done_fn done;

@@ -40,6 +40,9 @@ typedef struct hbone_conn hbone_conn;
 
 /* Close reasons beyond HTTP/2's error codes (which are 0x0-0xd). */
 #define HBONE_CLOSE_CONNECTION_LOST 0x100 /* the connection ended under the tunnel */
+/* RST_STREAM(NO_ERROR) before the peer ended its side: what it sent may be
+ * cut short, so this is not a clean end (ztunnel's peers may send it). */
+#define HBONE_CLOSE_RESET_BEFORE_END 0x101
 
 /* --- callbacks ----------------------------------------------------------- */
 
@@ -77,9 +80,11 @@ typedef void (*hbone_tunnel_writable_cb)(hbone_conn *conn, int32_t tunnel, void 
 
 /**
  * The tunnel is gone; its id is invalid after this call. @p reason is 0
- * when both sides ended it cleanly, an HTTP/2 error code when it was reset
- * (0xa CONNECT_ERROR: a TCP error on the far side), or
- * HBONE_CLOSE_CONNECTION_LOST.
+ * for a clean end: both sides ended, a refusal was answered, or the peer
+ * ended its side and then reset with NO_ERROR ("stop sending", RFC 9113
+ * section 8.1). Otherwise it is an HTTP/2 error code when the tunnel was
+ * reset (0xa CONNECT_ERROR: a TCP error on the far side),
+ * HBONE_CLOSE_RESET_BEFORE_END or HBONE_CLOSE_CONNECTION_LOST.
  */
 typedef void (*hbone_tunnel_close_cb)(hbone_conn *conn, int32_t tunnel, uint32_t reason,
                                       void *user_data);

@@ -351,8 +351,14 @@ static void on_close(void *ctx, int32_t stream, uint32_t error_code)
 {
     hbone_conn *c = ctx;
     hb_tunnel *t = find_tunnel(c, stream);
-    if (t)
-        close_tunnel(c, t, error_code);
+    if (!t)
+        return;
+    /* NO_ERROR means clean only once the peer's side is complete; a refusal
+     * is complete as it stands. */
+    int refused = t->answered && !t->established;
+    if (error_code == HB_H2_NO_ERROR && !t->peer_ended && !refused)
+        error_code = HBONE_CLOSE_RESET_BEFORE_END;
+    close_tunnel(c, t, error_code);
 }
 
 static ssize_t read_data(void *ctx, int32_t stream, size_t len, int *eof)

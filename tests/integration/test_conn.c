@@ -443,6 +443,31 @@ START_TEST(reset_carries_its_code)
 }
 END_TEST
 
+START_TEST(no_error_reset_is_clean_only_after_the_end)
+{
+    /* The server resets with NO_ERROR: _i 0 before ending its side (the
+     * client's data may be cut short), 1 after it (RFC 9113 8.1's "stop
+     * sending", which ztunnel's h2 stack sends). */
+    struct pair p;
+    pair_init(&p, SERVER_ID, 6);
+    p.server.auto_answer = 200;
+    int32_t id = open_tunnel(&p, "10.1.2.3:443");
+    pump(&p, NULL, NULL);
+    if (_i) {
+        ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.server.conn, id), 0);
+        pump(&p, NULL, NULL);
+        ck_assert_int_eq(log_of(&p.client, id)->ended, 1);
+    }
+    ck_assert_int_eq(hbone_conn_tunnel_reset(p.server.conn, id, 0x0), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.client, id)->closed, 1);
+    ck_assert_uint_eq(log_of(&p.client, id)->reason, _i ? 0 : HBONE_CLOSE_RESET_BEFORE_END);
+    /* The server reset it without the client having ended: not clean there either. */
+    ck_assert_uint_eq(log_of(&p.server, id)->reason, HBONE_CLOSE_RESET_BEFORE_END);
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(many_tunnels_share_one_connection)
 {
     struct pair p;
@@ -900,6 +925,7 @@ int main(void)
     tcase_add_loop_test(tc, rejected_tunnels_report_their_status, 0, 3);
     tcase_add_test(tc, later_answer_and_half_close_from_the_server);
     tcase_add_loop_test(tc, reset_carries_its_code, 0, 2);
+    tcase_add_loop_test(tc, no_error_reset_is_clean_only_after_the_end, 0, 2);
     tcase_add_test(tc, many_tunnels_share_one_connection);
     tcase_add_test(tc, lost_connection_aborts_every_tunnel);
     tcase_add_test(tc, wrong_server_identity_fails_before_any_connect);

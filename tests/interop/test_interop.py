@@ -779,8 +779,8 @@ def ztunnel_client_tests():
     dial_peer.flush()
     up.wait(lambda: up.end is not None)
     check("h2 client -> hbone serve: RST_STREAM(NO_ERROR) without END_STREAM resets the upstream, "
-          "logs reset-0x0",
-          up.end == "reset" and outcome(dial, up.authority) == "reset-0x0",
+          "logs reset-0x101",
+          up.end == "reset" and outcome(dial, up.authority) == "reset-0x101",
           (up.end, outcome(dial, up.authority)))
 
     # (c) ztunnel's mapping of an app's TCP RST: plain END_STREAM. The

@@ -1,0 +1,376 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * The baselines: one channel per socket, as plain TCP or as raw TLS 1.3
+ * (wolfSSL on the socket, mutual authentication with the same certificates,
+ * cipher and 16 KiB records as libhbone). TLS has no half-close of its own
+ * here: a FIN after the last record ends a direction, as END_STREAM does in
+ * HBONE.
+ */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <wolfssl/options.h>
+
+#include <wolfssl/ssl.h>
+
+#include <hbone/io.h>
+
+#include "bench.h"
+
+#define READ_BUFFER (256 * 1024)
+#define RECORD 16384
+
+typedef struct stream {
+    loop_source src;
+    channel ch;
+    WOLFSSL *ssl; /* NULL: plain TCP */
+    int server;
+    int open;        /* handshake done (TCP: connected) */
+    int want_write;  /* a write returned AGAIN: tell the workload later */
+    int shut_wanted; /* shutdown asked while a TLS record still waits */
+    int shut, peer_ended, closed;
+    uint32_t hs_want; /* before open: what the connect or handshake waits for */
+    /* TLS: a record wolfSSL encrypted but could not send yet; wolfSSL wants
+     * the same bytes offered again to finish it. */
+    uint8_t *retry;
+    size_t retry_len;
+} stream;
+
+static WOLFSSL_CTX *client_ctx, *server_ctx;
+static transport_kind active_kind;
+static stream **clients;
+static size_t n_clients;
+
+static void load_ctx(WOLFSSL_CTX **ctx, int server, const bench_pki *pki)
+{
+    char chain[512], key[512], bundle[512];
+    const char *leaf = server ? "server" : "client";
+    snprintf(chain, sizeof(chain), "%s/%s.chain.pem", pki->dir, leaf);
+    snprintf(key, sizeof(key), "%s/%s.key", pki->dir, leaf);
+    snprintf(bundle, sizeof(bundle), "%s/bundle-cluster.local.pem", pki->dir);
+    *ctx = wolfSSL_CTX_new(server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method());
+    if (!*ctx)
+        die("wolfSSL_CTX_new failed");
+    /* What libhbone negotiates: AES-128-GCM, P-256, mutual authentication. */
+    int groups[] = {WOLFSSL_ECC_SECP256R1};
+    if (wolfSSL_CTX_set_cipher_list(*ctx, "TLS13-AES128-GCM-SHA256") != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_set_groups(*ctx, groups, 1) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_use_certificate_chain_file(*ctx, chain) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_use_PrivateKey_file(*ctx, key, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_load_verify_locations(*ctx, bundle, NULL) != WOLFSSL_SUCCESS)
+        die("cannot load the TLS baseline's certificates from %s", pki->dir);
+    wolfSSL_CTX_set_verify(*ctx,
+                           WOLFSSL_VERIFY_PEER |
+                               (server ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
+                           NULL);
+    if (server)
+        (void)wolfSSL_CTX_no_ticket_TLSv13(*ctx);
+}
+
+int stream_transport_init(transport_kind kind, const bench_pki *pki)
+{
+    active_kind = kind;
+    if (kind == TRANSPORT_TLS && !client_ctx) {
+        if (wolfSSL_Init() != WOLFSSL_SUCCESS)
+            die("wolfSSL_Init failed");
+        load_ctx(&client_ctx, 0, pki);
+        load_ctx(&server_ctx, 1, pki);
+    }
+    return 0;
+}
+
+/* --- one stream ------------------------------------------------------------ */
+
+static void stream_close(stream *s)
+{
+    if (s->closed)
+        return;
+    s->closed = 1;
+    loop_remove(&s->src);
+    for (size_t i = 0; !s->server && i < n_clients; i++) {
+        if (clients[i] == s) {
+            clients[i] = clients[--n_clients];
+            break;
+        }
+    }
+    if (s->ssl)
+        wolfSSL_free(s->ssl);
+    close(s->src.fd);
+    if (s->ch.on_close)
+        s->ch.on_close(&s->ch);
+    free(s->retry);
+    loop_free_later(s);
+}
+
+static void maybe_finish(stream *s)
+{
+    if (s->shut && s->peer_ended)
+        stream_close(s);
+}
+
+static void update_interest(stream *s)
+{
+    uint32_t ev = s->hs_want;
+    if (s->open) {
+        ev = s->peer_ended ? 0 : EPOLLIN;
+        if (s->want_write || s->retry_len)
+            ev |= EPOLLOUT;
+    }
+    loop_update(&s->src, ev);
+}
+
+static void do_shutdown(stream *s)
+{
+    if (s->retry_len) {
+        s->shut_wanted = 1; /* after the record in flight */
+        return;
+    }
+    s->shut = 1;
+    shutdown(s->src.fd, SHUT_WR);
+    maybe_finish(s);
+}
+
+static int tls_error_is_retry(stream *s, int ret)
+{
+    int err = wolfSSL_get_error(s->ssl, ret);
+    return err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE;
+}
+
+static int stream_write(channel *ch, const uint8_t *data, size_t len, size_t *accepted)
+{
+    stream *s = ch->transport;
+    *accepted = 0;
+    if (s->closed || s->shut || !s->open)
+        return -1;
+    if (!s->ssl) {
+        ssize_t n = send(s->src.fd, data, len, MSG_NOSIGNAL);
+        if (n > 0)
+            *accepted = (size_t)n;
+        if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+            stream_close(s);
+            return -1;
+        }
+    } else {
+        while (*accepted < len && !s->retry_len) {
+            size_t chunk = len - *accepted < RECORD ? len - *accepted : RECORD;
+            int ret = wolfSSL_write(s->ssl, data + *accepted, (int)chunk);
+            if (ret > 0) {
+                *accepted += (size_t)ret;
+                continue;
+            }
+            if (!tls_error_is_retry(s, ret)) {
+                stream_close(s);
+                return -1;
+            }
+            /* Encrypted and buffered inside wolfSSL: count it as taken and
+             * offer the same bytes again when the socket has room. */
+            if (!s->retry && !(s->retry = malloc(RECORD)))
+                die("out of memory");
+            memcpy(s->retry, data + *accepted, chunk);
+            s->retry_len = chunk;
+            *accepted += chunk;
+        }
+    }
+    if (*accepted < len) {
+        s->want_write = 1;
+        update_interest(s);
+    }
+    return *accepted ? 0 : -1;
+}
+
+static void stream_consume(channel *ch, size_t len)
+{
+    (void)ch;
+    (void)len; /* the kernel's window does this for sockets */
+}
+
+static void stream_shutdown(channel *ch)
+{
+    stream *s = ch->transport;
+    if (!s->closed && !s->shut)
+        do_shutdown(s);
+}
+
+static const channel_ops stream_ops = {stream_write, stream_consume, stream_shutdown};
+
+static void handshake(stream *s)
+{
+    int ret = s->server ? wolfSSL_accept(s->ssl) : wolfSSL_connect(s->ssl);
+    if (ret == WOLFSSL_SUCCESS) {
+        s->open = 1;
+        if (s->server)
+            server_workload_attach(&s->ch);
+        else if (s->ch.on_open)
+            s->ch.on_open(&s->ch, 1);
+        return;
+    }
+    if (tls_error_is_retry(s, ret)) {
+        s->hs_want =
+            wolfSSL_get_error(s->ssl, ret) == WOLFSSL_ERROR_WANT_WRITE ? EPOLLOUT : EPOLLIN;
+    } else {
+        if (!s->server && s->ch.on_open)
+            s->ch.on_open(&s->ch, 0);
+        stream_close(s);
+    }
+}
+
+static void read_input(stream *s)
+{
+    static uint8_t buf[READ_BUFFER];
+    for (int round = 0; round < 4 && !s->closed && !s->peer_ended; round++) {
+        ssize_t n;
+        if (s->ssl) {
+            int ret = wolfSSL_read(s->ssl, buf, sizeof(buf));
+            if (ret <= 0 && tls_error_is_retry(s, ret))
+                return;
+            n = ret > 0 ? ret : 0; /* an error or the FIN: the end */
+        } else {
+            n = recv(s->src.fd, buf, sizeof(buf), 0);
+            if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+                return;
+            if (n < 0)
+                n = 0;
+        }
+        if (n == 0) {
+            s->peer_ended = 1;
+            if (s->ch.on_end)
+                s->ch.on_end(&s->ch);
+            if (!s->closed)
+                maybe_finish(s);
+            return;
+        }
+        if (s->ch.on_data)
+            s->ch.on_data(&s->ch, buf, (size_t)n);
+    }
+}
+
+static void on_writable(stream *s)
+{
+    if (s->retry_len) {
+        int ret = wolfSSL_write(s->ssl, s->retry, (int)s->retry_len);
+        if (ret <= 0) {
+            if (!tls_error_is_retry(s, ret))
+                stream_close(s);
+            return;
+        }
+        s->retry_len = 0;
+        if (s->shut_wanted) {
+            s->shut_wanted = 0;
+            do_shutdown(s);
+            return;
+        }
+    }
+    if (s->want_write) {
+        s->want_write = 0;
+        if (s->ch.on_writable)
+            s->ch.on_writable(&s->ch);
+    }
+}
+
+static void stream_handle(loop_source *src, uint32_t ready)
+{
+    stream *s = (stream *)src;
+    if (!s->open) {
+        if (s->ssl) {
+            handshake(s); /* wolfSSL reports a failed connect as an error */
+        } else if (ready & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+            s->open = hbone_io_connect_result(s->src.fd) == 0;
+            if (s->ch.on_open)
+                s->ch.on_open(&s->ch, s->open);
+            if (!s->open)
+                stream_close(s);
+        }
+        if (!s->closed)
+            update_interest(s);
+        return;
+    }
+    if (ready & EPOLLOUT)
+        on_writable(s);
+    if (!s->closed && (ready & (EPOLLIN | EPOLLHUP | EPOLLERR)))
+        read_input(s);
+    if (!s->closed)
+        update_interest(s);
+}
+
+static stream *stream_new(int fd, int server)
+{
+    stream *s = calloc(1, sizeof(*s));
+    if (!s)
+        die("out of memory");
+    s->src.fd = fd;
+    s->src.handle = stream_handle;
+    s->server = server;
+    s->ch.ops = &stream_ops;
+    s->ch.transport = s;
+    if (active_kind == TRANSPORT_TLS) {
+        s->ssl = wolfSSL_new(server ? server_ctx : client_ctx);
+        if (!s->ssl || wolfSSL_set_fd(s->ssl, fd) != WOLFSSL_SUCCESS)
+            die("wolfSSL_new failed");
+        if (!server)
+            (void)wolfSSL_UseKeyShare(s->ssl, WOLFSSL_ECC_SECP256R1);
+    }
+    /* Connecting waits for writability; a TLS server waits for the hello. */
+    s->hs_want = server ? EPOLLIN : EPOLLOUT;
+    if (loop_add(&s->src, s->hs_want, 0) < 0)
+        die("epoll: %s", strerror(errno));
+    return s;
+}
+
+/* --- server ------------------------------------------------------------ */
+
+static void accept_ready(loop_source *src, uint32_t ready)
+{
+    (void)ready;
+    int fd;
+    while (hbone_io_accept(src->fd, &fd) == 0) {
+        stream *s = stream_new(fd, 1);
+        if (!s->ssl) {
+            s->open = 1;
+            server_workload_attach(&s->ch);
+            update_interest(s);
+        }
+    }
+}
+
+void stream_transport_serve(int listen_fd)
+{
+    static loop_source listener;
+    listener.fd = listen_fd;
+    listener.handle = accept_ready;
+    if (loop_add(&listener, EPOLLIN, 0) < 0)
+        die("epoll: %s", strerror(errno));
+    static const int forever = 0;
+    loop_run_until(&forever, 0);
+}
+
+/* --- client ------------------------------------------------------------ */
+
+int stream_transport_open(const char *address, size_t n,
+                          void (*attach)(channel *ch, size_t index, void *arg), void *arg)
+{
+    clients = realloc(clients, (n_clients + n) * sizeof(*clients));
+    if (!clients)
+        die("out of memory");
+    for (size_t i = 0; i < n; i++) {
+        int fd;
+        if (hbone_io_connect(address, strlen(address), &fd) < 0)
+            return -1;
+        stream *s = stream_new(fd, 0);
+        attach(&s->ch, i, arg);
+        clients[n_clients++] = s;
+    }
+    return 0;
+}
+
+void stream_transport_close_all(void)
+{
+    while (n_clients) {
+        clients[n_clients - 1]->ch.on_close = NULL;
+        stream_close(clients[n_clients - 1]);
+    }
+}
