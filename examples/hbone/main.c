@@ -3,6 +3,7 @@
  * hbone: HBONE tunnels from the command line.
  *
  *   hbone serve   --listen ADDR:PORT TLS... [--allow ID]... [--echo]
+ *                 [--max-handshakes N] [--max-connections N]
  *   hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id ID TLS...
  *                 [--header 'name: value']...
  *   hbone forward --listen ADDR:PORT --peer ADDR:PORT --authority HOST:PORT
@@ -12,15 +13,19 @@
  * Built on libhbone's public API and its io layer; one thread, one poll()
  * loop (loop.c), tunnels piped to sockets or stdio (pipe.c).
  */
+#include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <limits.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <hbone/hbone.h>
@@ -42,6 +47,7 @@ struct options {
     const char *headers[MAX_LIST];
     size_t n_headers;
     int echo;
+    unsigned max_handshakes, max_connections; /* serve; 0 until given */
 };
 
 static const char *command = "hbone";
@@ -130,6 +136,7 @@ struct conn_watch {
     const struct options *o;
     void *app; /* the command's state */
     void (*on_closed)(struct conn_watch *cw);
+    int handshaking; /* serve: still counted as a pending handshake */
 };
 
 static short conn_events(watcher *w, uint64_t now, int *timeout_ms)
@@ -351,9 +358,125 @@ static int listener_handle(watcher *w, short revents, uint64_t now)
     return 0;
 }
 
+/* --- serve: connection limits ---------------------------------------------- */
+
+#define DEFAULT_MAX_HANDSHAKES 128
+#define DEFAULT_MAX_CONNECTIONS 1024
+#define REFUSAL_LOG_INTERVAL_MS 1000
+
+/* Every connection costs a TLS session and an fd from its accept, and until
+ * its handshake completes the peer has proved nothing: both are capped. */
+struct serve_state {
+    watcher log_timer; /* no fd: reports the refusals left out of the log */
+    unsigned open, handshaking;
+    unsigned max_open, max_handshaking;
+    uint64_t quiet_until; /* refusals before then are counted, not logged */
+    unsigned unlogged;
+};
+
+/* The peer's "a.b.c.d:port" or "[v6]:port", for the log. */
+static void peer_address(int fd, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN];
+    snprintf(out, size, "?"); /* it may already have gone */
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        if (inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host)))
+            snprintf(out, size, "%s:%u", host, ntohs(sin->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        if (inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host)))
+            snprintf(out, size, "[%s]:%u", host, ntohs(sin6->sin6_port));
+    }
+}
+
+/*
+ * Refuse by accepting and closing at once rather than by no longer polling
+ * the listener: the refused peer learns it now instead of waiting in the
+ * kernel's backlog until its own timeout, the log can name it, and the
+ * listener needs no on/off state. Refusals come in floods (that is what the
+ * limits are for), so at most one is logged per second; the log timer reports
+ * how many were left out.
+ */
+static void refuse(struct serve_state *s, int fd, unsigned count, const char *limit)
+{
+    uint64_t now = hbone_io_now_ms();
+    if (now < s->quiet_until) {
+        s->unlogged++;
+    } else {
+        char peer[INET6_ADDRSTRLEN + 8];
+        peer_address(fd, peer, sizeof(peer));
+        fprintf(stderr, "hbone serve: %u %s (limit), refusing %s\n", count, limit, peer);
+        s->quiet_until = now + REFUSAL_LOG_INTERVAL_MS;
+    }
+    close(fd);
+}
+
+static short log_timer_events(watcher *w, uint64_t now, int *timeout_ms)
+{
+    struct serve_state *s = w->ctx;
+    if (s->unlogged)
+        *timeout_ms = now < s->quiet_until ? (int)(s->quiet_until - now) : 0;
+    return 0;
+}
+
+static int log_timer_handle(watcher *w, short revents, uint64_t now)
+{
+    (void)revents;
+    struct serve_state *s = w->ctx;
+    if (s->unlogged && now >= s->quiet_until) {
+        fprintf(stderr, "hbone serve: %u more connections refused (limits)\n", s->unlogged);
+        s->unlogged = 0;
+        s->quiet_until = now + REFUSAL_LOG_INTERVAL_MS;
+    }
+    return 0;
+}
+
+/* A connection stops counting as a pending handshake once: when its handshake
+ * completes, or when it closes without getting there (failed, timed out). The
+ * flag makes the close of one that got there a no-op. */
+static void handshake_over(struct conn_watch *cw)
+{
+    struct serve_state *s = cw->app;
+    if (cw->handshaking) {
+        cw->handshaking = 0;
+        s->handshaking--;
+    }
+}
+
+static void serve_handshake(hbone_conn *conn, void *user)
+{
+    (void)conn;
+    handshake_over(user);
+}
+
+static void serve_closed(struct conn_watch *cw)
+{
+    struct serve_state *s = cw->app;
+    handshake_over(cw); /* it may have failed in the handshake, or timed out */
+    s->open--;
+}
+
 static void serve_accepted(struct listener *l, int fd)
 {
-    watch_conn(1, fd, l->cfg, l->cbs, l->o, NULL);
+    struct serve_state *s = l->app;
+    if (s->handshaking >= s->max_handshaking) {
+        refuse(s, fd, s->handshaking, "handshakes pending");
+        return;
+    }
+    if (s->open >= s->max_open) {
+        refuse(s, fd, s->open, "connections open");
+        return;
+    }
+    struct conn_watch *cw = watch_conn(1, fd, l->cfg, l->cbs, l->o, s);
+    cw->on_closed = serve_closed;
+    cw->handshaking = 1;
+    s->handshaking++;
+    s->open++;
 }
 
 static int listen_on(struct listener *l, const char *address)
@@ -388,11 +511,18 @@ static int cmd_serve(const struct options *o)
 {
     if (!o->listen)
         fail_usage("%s", "--listen is required");
+    static struct serve_state s;
+    s.max_handshaking = o->max_handshakes ? o->max_handshakes : DEFAULT_MAX_HANDSHAKES;
+    s.max_open = o->max_connections ? o->max_connections : DEFAULT_MAX_CONNECTIONS;
+    s.log_timer = (watcher){-1, log_timer_events, log_timer_handle, NULL, &s};
+    loop_add(&s.log_timer);
     static struct listener l;
     l.o = o;
+    l.app = &s;
     l.cfg = load_config(o);
     l.cbs = pipe_callbacks();
     hbone_callbacks_set_tunnel_request(l.cbs, serve_request);
+    hbone_callbacks_set_handshake(l.cbs, serve_handshake);
     l.accepted = serve_accepted;
     int port = listen_on(&l, o->listen);
     fprintf(stderr, "hbone serve: listening on %s (port %d) as %s%s\n", o->listen, port,
@@ -552,9 +682,13 @@ static int cmd_forward(const struct options *o)
 static const char usage_serve[] =
     "usage: hbone serve --listen ADDR:PORT --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem\n"
     "                   [--trust-domain TD] [--allow SPIFFE_ID]... [--echo]\n"
+    "                   [--max-handshakes N] [--max-connections N]\n"
     "Terminate HBONE: authorize each CONNECT (--allow: only these peers, 401 otherwise),\n"
     "then dial its authority and pipe bytes both ways (503 if the dial fails), or with\n"
-    "--echo send the tunnel's bytes back. One log line per tunnel on stderr.\n";
+    "--echo send the tunnel's bytes back. One log line per tunnel on stderr.\n"
+    "At most --max-handshakes connections (default 128) may be in the TLS handshake, and\n"
+    "--max-connections (default 1024) open in all; beyond either, a new connection is\n"
+    "closed at once and logged (one line a second at most, then a count of the rest).\n";
 static const char usage_connect[] =
     "usage: hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id SPIFFE_ID\n"
     "                     --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem [--trust-domain TD]\n"
@@ -571,6 +705,17 @@ static const char usage_main[] =
     "usage: hbone serve|connect|forward [flags]   (hbone COMMAND --help for each)\n"
     "ADDR is a.b.c.d or a bracketed IPv6 address, e.g. [::1]:15008.\n";
 
+/* A positive decimal count: no sign, no spaces, no suffix. */
+static unsigned parse_limit(const char *flag, const char *text)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(text, &end, 10);
+    if (*text < '0' || *text > '9' || *end || errno || n == 0 || n > INT_MAX)
+        fail_usage("--%s %s: expected a positive integer", flag, text);
+    return (unsigned)n;
+}
+
 static void parse_flags(int argc, char **argv, struct options *o, const char *usage)
 {
     enum {
@@ -585,6 +730,8 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         ALLOW,
         HEADER,
         ECHO,
+        MAX_HANDSHAKES,
+        MAX_CONNECTIONS,
         HELP
     };
     static const struct option flags[] = {
@@ -599,11 +746,14 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         {"allow", required_argument, NULL, ALLOW},
         {"header", required_argument, NULL, HEADER},
         {"echo", no_argument, NULL, ECHO},
+        {"max-handshakes", required_argument, NULL, MAX_HANDSHAKES},
+        {"max-connections", required_argument, NULL, MAX_CONNECTIONS},
         {"help", no_argument, NULL, HELP},
         {NULL, 0, NULL, 0},
     };
     /* Each command takes only its own flags. */
-    const char *own = strcmp(command, "serve") == 0 ? "listen cert key ca trust-domain allow echo"
+    const char *own = strcmp(command, "serve") == 0 ? "listen cert key ca trust-domain allow echo "
+                                                      "max-handshakes max-connections"
                       : strcmp(command, "connect") == 0 ? "peer authority expect-id cert key ca "
                                                           "trust-domain header"
                                                         : "listen peer authority expect-id cert "
@@ -646,6 +796,12 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
             break;
         case ECHO:
             o->echo = 1;
+            break;
+        case MAX_HANDSHAKES:
+            o->max_handshakes = parse_limit(flags[index].name, optarg);
+            break;
+        case MAX_CONNECTIONS:
+            o->max_connections = parse_limit(flags[index].name, optarg);
             break;
         case ALLOW:
             if (o->n_allow == MAX_LIST)

@@ -9,6 +9,7 @@ Prints one line per check and "N passed, M failed"; exits non-zero on failure.
 import hashlib
 import os
 import re
+import select
 import socket
 import subprocess
 import sys
@@ -61,6 +62,18 @@ class Server:
             time.sleep(0.02)
         return [l for l in self.lines if re.search(pattern, l)]
 
+    def wait_refusals(self, count, timeout=10.0):
+        """Waits until the log accounts for `count` refused connections, each
+        in a line of its own or in an "N more" line; returns both tallies."""
+        deadline = time.monotonic() + timeout
+        while True:
+            logged = sum(1 for l in self.lines if "(limit), refusing" in l)
+            counted = sum(int(m.group(1)) for l in self.lines
+                          for m in [re.search(r"(\d+) more connections refused", l)] if m)
+            if logged + counted >= count or time.monotonic() > deadline:
+                return logged, counted
+            time.sleep(0.02)
+
     def stop(self):
         self.proc.terminate()
         self.proc.wait(timeout=10)
@@ -71,6 +84,60 @@ def connect(port, authority, data, host="127.0.0.1", expect=SERVER_ID, leaf="cli
     return subprocess.run([HBONE, "connect", "--peer", peer, "--authority", authority,
                            "--expect-id", expect] + tls(leaf) + list(extra),
                           input=data, capture_output=True, timeout=60)
+
+
+class HeldTunnel:
+    """An `hbone connect` (authority 10.0.0.2:80) whose stdin the test holds:
+    its connection stays up until close()."""
+
+    def __init__(self, port):
+        self.proc = subprocess.Popen(
+            [HBONE, "connect", "--peer", f"127.0.0.1:{port}", "--authority", "10.0.0.2:80",
+             "--expect-id", SERVER_ID] + tls("client"),
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+
+    def echo(self, data, timeout=30.0):
+        """Sends data; returns what came back once that much did (less at EOF or timeout)."""
+        try:
+            self.proc.stdin.write(data)
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            return b""
+        got, fd = b"", self.proc.stdout.fileno()
+        deadline = time.monotonic() + timeout
+        while len(got) < len(data):
+            left = deadline - time.monotonic()
+            if left <= 0 or not select.select([fd], [], [], left)[0]:
+                break
+            chunk = os.read(fd, 65536)
+            if not chunk:
+                break
+            got += chunk
+        return got
+
+    def close(self):
+        """Ends the tunnel (EOF on its stdin); returns the exit code."""
+        try:
+            self.proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        code = self.proc.wait(timeout=30)
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return code
+
+
+def connect_until(port, refused, tries=50):
+    """`hbone connect` until it is refused (or served). Whether the server has
+    already counted sockets the test just opened (the kernel may queue a later
+    connection first) or closed is not observable from here, so an answer that
+    is not yet the awaited one is retried; each try ends with the client's exit.
+    Returns the last result and the number of tries."""
+    for n in range(1, tries + 1):
+        r = connect(port, "10.0.0.2:80", b"limits")
+        if (r.returncode != 0) == refused:
+            break
+    return r, n
 
 
 def echo_upstream():
@@ -197,6 +264,71 @@ def main():
     fwd.stop()
     srv.stop()
 
+    # Connection limits. A pending handshake's slot frees when the handshake
+    # completes: two tunnels held open leave room for a third.
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo", "--max-handshakes", "2"]
+                 + tls("server"))
+    held = [HeldTunnel(srv.port) for _ in range(2)]
+    echoes = [h.echo(b"held") for h in held]
+    r = connect(srv.port, "10.0.0.2:80", b"third")
+    check("--max-handshakes 2: a slot frees when its handshake completes",
+          echoes == [b"held"] * 2 and r.returncode == 0 and r.stdout == b"third",
+          f"{echoes} {r.returncode} {r.stderr.decode()}")
+    # These connections end after their handshake, or fail in it: counting any
+    # of them twice would leave the server below (or, wrapped, above) the limit.
+    r = connect(srv.port, "10.0.0.2:80", b"x", leaf="evil-client")
+    codes = [h.close() for h in held]
+    check("--max-handshakes 2: the tunnels end cleanly, the bad client is refused",
+          codes == [0, 0] and r.returncode == 3, f"{codes} {r.returncode}")
+    # Two sockets that never send a byte hold both slots.
+    idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(2)]
+    r, tries = connect_until(srv.port, refused=True)
+    check("--max-handshakes 2: with two handshakes pending, hbone connect is refused",
+          r.returncode != 0, f"{tries} tries, last: {r.returncode}")
+    lines = srv.wait_lines(r"handshakes pending")
+    check("--max-handshakes 2: the refusal is logged, naming the limit and the peer",
+          len(lines) == 1 and re.fullmatch(
+              r"hbone serve: 2 handshakes pending \(limit\), refusing 127\.0\.0\.1:\d+\n",
+              lines[0]) is not None, str(lines))
+    for s in idle:
+        s.close()
+    r, tries = connect_until(srv.port, refused=False)
+    check("--max-handshakes 2: the slots free when the idle sockets close",
+          r.returncode == 0 and r.stdout == b"limits",
+          f"{tries} tries, last: {r.returncode} {r.stderr.decode()}")
+    srv.stop()
+
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo", "--max-connections", "1"]
+                 + tls("server"))
+    held = HeldTunnel(srv.port)
+    first = held.echo(b"first")
+    r = connect(srv.port, "10.0.0.2:80", b"second")
+    check("--max-connections 1: with one tunnel up, a second connection is refused",
+          first == b"first" and r.returncode != 0, f"{first} {r.returncode}")
+    lines = srv.wait_lines(r"connections open")
+    check("--max-connections 1: the refusal is logged",
+          len(lines) == 1 and lines[0].startswith(
+              "hbone serve: 1 connections open (limit), refusing 127.0.0.1:"), str(lines))
+    check("--max-connections 1: the first tunnel carries on",
+          held.echo(b"still") == b"still" and held.close() == 0)
+    r, tries = connect_until(srv.port, refused=False)
+    check("--max-connections 1: once it ended, a new connection is served",
+          r.returncode == 0 and r.stdout == b"limits",
+          f"{tries} tries, last: {r.returncode} {r.stderr.decode()}")
+    srv.stop()
+
+    # A flood of refusals: one log line a second at most, then a count of the
+    # rest. Of 21 silent sockets one takes the only slot; 20 are refused.
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo", "--max-handshakes", "1"]
+                 + tls("server"))
+    flood = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(21)]
+    logged, counted = srv.wait_refusals(20)
+    check("a flood of refusals is logged in part, and the rest counted",
+          logged + counted == 20 and 1 <= logged < 20, f"{logged} lines, {counted} counted")
+    for s in flood:
+        s.close()
+    srv.stop()
+
     # The examples built on the same API.
     if EXAMPLES:
         epoll_echo, sans_io = EXAMPLES
@@ -218,6 +350,18 @@ def main():
     r = subprocess.run([HBONE, "serve", "--listen", "localhost:1"] + tls("server"),
                        capture_output=True)
     check("a host name is not a listen address", r.returncode == 2 and b"localhost" in r.stderr)
+    for flag, value in (("--max-handshakes", "0"), ("--max-connections", "abc"),
+                        ("--max-handshakes", "-1"), ("--max-connections", "99999999999")):
+        r = subprocess.run([HBONE, "serve", flag, value], capture_output=True)
+        check(f"serve {flag} {value} is refused, naming the flag",
+              r.returncode == 2 and f"{flag} {value}: expected a positive integer".encode()
+              in r.stderr, f"{r.returncode} {r.stderr.decode()}")
+    r = subprocess.run([HBONE, "connect", "--max-connections", "1"], capture_output=True)
+    check("--max-connections is serve's alone",
+          r.returncode == 2 and b"--max-connections does not apply" in r.stderr)
+    r = subprocess.run([HBONE, "serve", "--help"], capture_output=True)
+    check("hbone serve --help names the limits",
+          b"--max-handshakes N" in r.stdout and b"--max-connections N" in r.stdout)
     for command in ("serve", "connect", "forward"):
         r = subprocess.run([HBONE, command, "--help"], capture_output=True)
         check(f"hbone {command} --help", r.returncode == 0 and b"usage: hbone " + command.encode()
