@@ -43,8 +43,8 @@ struct channel {
 
 typedef enum transport_kind {
     TRANSPORT_TCP,
-    TRANSPORT_TLS,   /* raw TLS 1.3, mutual auth, same wolfSSL build and certs */
-    TRANSPORT_HBONE, /* libhbone */
+    TRANSPORT_TLS,    /* raw TLS 1.3, mutual auth, same wolfSSL build and certs */
+    TRANSPORT_HBONE,  /* libhbone */
     TRANSPORT_NGHTTPX /* libhbone client -> nghttpx -> HTTP/1.1 CONNECT backend */
 } transport_kind;
 
@@ -69,6 +69,21 @@ int transport_open(transport_kind kind, const char *address, size_t conns, size_
                    void (*attach)(channel *ch, size_t index, void *arg), void *arg);
 /* Close every client connection of this process. */
 void transport_close_all(void);
+
+/* The two families behind those: sockets (TCP, TLS) and HBONE. */
+int stream_transport_init(transport_kind kind, const bench_pki *pki);
+void stream_transport_serve(int listen_fd);
+int stream_transport_open(const char *address, size_t n,
+                          void (*attach)(channel *ch, size_t index, void *arg), void *arg);
+void stream_transport_close_all(void);
+int hbone_transport_init(const bench_pki *pki);
+void hbone_transport_serve(int listen_fd);
+int hbone_transport_open(const char *address, size_t conns, size_t n,
+                         void (*attach)(channel *ch, size_t index, void *arg), void *arg);
+void hbone_transport_close_all(void);
+
+/* Read a whole file (NUL-terminated); dies if it cannot. */
+char *bench_read_file(const char *dir, const char *name, size_t *len);
 
 /* --- the event loop ------------------------------------------------------------ */
 
@@ -102,11 +117,13 @@ int loop_run_until(const int *done, uint64_t deadline_us);
 /* --- server workloads ------------------------------------------------------------ */
 
 /* A server channel's first byte picks its behaviour: */
-#define WORK_SINK 'S'     /* read everything; at the end answer the 8-byte count */
+#define WORK_SINK 'S'     /* + 8-byte length: read that much, answer the 8-byte count */
 #define WORK_ECHO 'E'     /* send back everything; end when the client ends */
 #define WORK_DOWNLOAD 'D' /* followed by an 8-byte length: send that many bytes, end */
 
 void server_workload_attach(channel *ch);
+/* nghttpx's backend first receives each tunnel as an HTTP/1.1 CONNECT. */
+extern int server_http1_preamble;
 
 /* --- helpers ------------------------------------------------------------ */
 

@@ -18,6 +18,8 @@
 
 #define SERVER_ID "spiffe://cluster.local/ns/default/sa/server"
 
+typedef struct htunnel htunnel;
+
 typedef struct hconn {
     loop_source src;
     hbone_conn *conn;
@@ -25,35 +27,20 @@ typedef struct hconn {
     int server;
     int closed;
     struct hconn *next_client;
+    struct htunnel *tunnels; /* to free when the connection goes */
 } hconn;
 
-typedef struct htunnel {
+struct htunnel {
     channel ch;
     hconn *hc;
     int32_t id;
     int want_write;
-} htunnel;
+    struct htunnel *prev, *next;
+};
 
 static hbone_config *client_cfg, *server_cfg;
 static hbone_callbacks *callbacks;
 static hconn *clients;
-
-static char *read_file(const char *dir, const char *name, size_t *len)
-{
-    char path[512];
-    snprintf(path, sizeof(path), "%s/%s", dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        die("cannot read %s: %s", path, strerror(errno));
-    static char buf[65536];
-    *len = fread(buf, 1, sizeof(buf), f);
-    fclose(f);
-    char *copy = malloc(*len + 1);
-    if (!copy)
-        die("out of memory");
-    memcpy(copy, buf, *len);
-    return copy;
-}
 
 static hbone_config *load_config(const bench_pki *pki, const char *leaf)
 {
@@ -64,9 +51,9 @@ static hbone_config *load_config(const bench_pki *pki, const char *leaf)
     snprintf(name, sizeof(name), "%s.chain.pem", leaf);
     snprintf(key_name, sizeof(key_name), "%s.key", leaf);
     size_t chain_len, key_len, ca_len;
-    char *chain = read_file(pki->dir, name, &chain_len);
-    char *key = read_file(pki->dir, key_name, &key_len);
-    char *ca = read_file(pki->dir, "bundle-cluster.local.pem", &ca_len);
+    char *chain = bench_read_file(pki->dir, name, &chain_len);
+    char *key = bench_read_file(pki->dir, key_name, &key_len);
+    char *ca = bench_read_file(pki->dir, "bundle-cluster.local.pem", &ca_len);
     if (hbone_config_set_certificate(cfg, chain, chain_len, key, key_len) < 0 ||
         hbone_config_add_trust_bundle(cfg, "cluster.local", 13, ca, ca_len) < 0)
         die("%s: %s", pki->dir, hbone_config_error_detail(cfg));
@@ -78,11 +65,14 @@ static hbone_config *load_config(const bench_pki *pki, const char *leaf)
 
 /* --- connections ------------------------------------------------------------ */
 
+static void tunnel_free(htunnel *t);
+
 static void sync_loop(hconn *hc)
 {
     uint64_t now = hbone_io_now_ms();
     int ev = hbone_io_events(hc->io, now);
-    loop_update(&hc->src, (ev & HBONE_IO_READ ? EPOLLIN : 0) | (ev & HBONE_IO_WRITE ? EPOLLOUT : 0));
+    loop_update(&hc->src,
+                (ev & HBONE_IO_READ ? EPOLLIN : 0) | (ev & HBONE_IO_WRITE ? EPOLLOUT : 0));
     int t = hbone_io_timeout_ms(hc->io, now);
     hc->src.deadline_us = t < 0 ? 0 : now_us() + (uint64_t)t * 1000u;
 }
@@ -102,7 +92,14 @@ static void conn_close(hconn *hc)
         }
     }
     hbone_io_del(hc->io);
-    hbone_conn_del(hc->conn);
+    hbone_conn_del(hc->conn); /* tunnels still open vanish without events */
+    while (hc->tunnels) {
+        /* A server's workload frees its state on close; a client that
+         * closes everything has no use for the event. */
+        if (hc->server && hc->tunnels->ch.on_close)
+            hc->tunnels->ch.on_close(&hc->tunnels->ch);
+        tunnel_free(hc->tunnels);
+    }
     loop_free_later(hc);
 }
 
@@ -197,8 +194,23 @@ static htunnel *tunnel_new(hconn *hc, int32_t id)
     t->id = id;
     t->ch.ops = &tunnel_ops;
     t->ch.transport = t;
+    t->next = hc->tunnels;
+    if (hc->tunnels)
+        hc->tunnels->prev = t;
+    hc->tunnels = t;
     hbone_conn_tunnel_set_user_data(hc->conn, id, t);
     return t;
+}
+
+static void tunnel_free(htunnel *t)
+{
+    if (t->prev)
+        t->prev->next = t->next;
+    else
+        t->hc->tunnels = t->next;
+    if (t->next)
+        t->next->prev = t->prev;
+    free(t);
 }
 
 static void on_request(hbone_conn *conn, int32_t id, const char *host, size_t host_len,
@@ -258,7 +270,7 @@ static void on_close(hbone_conn *conn, int32_t id, uint32_t reason, void *user)
         fprintf(stderr, "hbone-bench: tunnel %d closed with 0x%x\n", (int)id, reason);
     if (t->ch.on_close)
         t->ch.on_close(&t->ch);
-    free(t);
+    tunnel_free(t);
 }
 
 int hbone_transport_init(const bench_pki *pki)
@@ -326,8 +338,8 @@ int hbone_transport_open(const char *address, size_t conns, size_t n,
     for (size_t i = 0; i < n; i++) {
         hconn *hc = opened[i % conns];
         int32_t id;
-        int r = hbone_conn_tunnel_open(hc->conn, authority, sizeof(authority) - 1, NULL, NULL,
-                                       NULL, NULL, 0, &id);
+        int r = hbone_conn_tunnel_open(hc->conn, authority, sizeof(authority) - 1, NULL, NULL, NULL,
+                                       NULL, 0, &id);
         if (r < 0)
             die("hbone_conn_tunnel_open: %s", hbone_strerror(r));
         htunnel *t = tunnel_new(hc, id);

@@ -48,26 +48,34 @@ static size_t n_clients;
 
 static void load_ctx(WOLFSSL_CTX **ctx, int server, const bench_pki *pki)
 {
-    char chain[512], key[512], bundle[512];
+    char chain_name[64], key_name[64];
     const char *leaf = server ? "server" : "client";
-    snprintf(chain, sizeof(chain), "%s/%s.chain.pem", pki->dir, leaf);
-    snprintf(key, sizeof(key), "%s/%s.key", pki->dir, leaf);
-    snprintf(bundle, sizeof(bundle), "%s/bundle-cluster.local.pem", pki->dir);
+    snprintf(chain_name, sizeof(chain_name), "%s.chain.pem", leaf);
+    snprintf(key_name, sizeof(key_name), "%s.key", leaf);
+    size_t chain_len, key_len, bundle_len;
+    char *chain = bench_read_file(pki->dir, chain_name, &chain_len);
+    char *key = bench_read_file(pki->dir, key_name, &key_len);
+    char *bundle = bench_read_file(pki->dir, "bundle-cluster.local.pem", &bundle_len);
     *ctx = wolfSSL_CTX_new(server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method());
     if (!*ctx)
         die("wolfSSL_CTX_new failed");
     /* What libhbone negotiates: AES-128-GCM, P-256, mutual authentication. */
     int groups[] = {WOLFSSL_ECC_SECP256R1};
+    const int pem = WOLFSSL_FILETYPE_PEM;
     if (wolfSSL_CTX_set_cipher_list(*ctx, "TLS13-AES128-GCM-SHA256") != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_set_groups(*ctx, groups, 1) != WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_use_certificate_chain_file(*ctx, chain) != WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_use_PrivateKey_file(*ctx, key, WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_load_verify_locations(*ctx, bundle, NULL) != WOLFSSL_SUCCESS)
+        wolfSSL_CTX_use_certificate_chain_buffer_format(*ctx, (const unsigned char *)chain,
+                                                        (long)chain_len, pem) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_use_PrivateKey_buffer(*ctx, (const unsigned char *)key, (long)key_len, pem) !=
+            WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_load_verify_buffer(*ctx, (const unsigned char *)bundle, (long)bundle_len,
+                                       pem) != WOLFSSL_SUCCESS)
         die("cannot load the TLS baseline's certificates from %s", pki->dir);
-    wolfSSL_CTX_set_verify(*ctx,
-                           WOLFSSL_VERIFY_PEER |
-                               (server ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0),
-                           NULL);
+    free(chain);
+    free(key);
+    free(bundle);
+    wolfSSL_CTX_set_verify(
+        *ctx, WOLFSSL_VERIFY_PEER | (server ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
     if (server)
         (void)wolfSSL_CTX_no_ticket_TLSv13(*ctx);
 }

@@ -5,6 +5,8 @@
 #   3. an ASan+UBSan build and its tests
 #   4. the libFuzzer build (clang): corpora replayed, then each fuzzer runs briefly
 #   5. install into a staging prefix and build an outside program with pkg-config
+#   6. hbone-bench --quick: a smoke run (it must finish and write JSON; timings
+#      are not asserted)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -41,7 +43,7 @@ run_tests -C build-asan --setup=asan
 step "libFuzzer build (clang, ASan+UBSan), ${FUZZ_SECONDS:=20} s per target"
 [ -f build-fuzz/build.ninja ] ||
     CC=clang meson setup build-fuzz -Dfuzzing=libfuzzer -Db_sanitize=address,undefined \
-        -Db_lundef=false -Dtests=false -Dexamples=false
+        -Db_lundef=false -Dtests=false -Dexamples=false -Dbench=false
 ninja -C build-fuzz
 run_tests -C build-fuzz --suite fuzz
 for target in spiffe svid pem authority; do
@@ -61,6 +63,11 @@ done
 
 step "install and link from outside the tree"
 tests/install-check.sh build
+
+step "benchmark smoke run (hbone-bench --quick)"
+build/bench/hbone-bench --quick --json build/hbone-bench.json
+python3 -c 'import json, sys; r = json.load(open(sys.argv[1])); assert r["cases"], "no cases"' \
+    build/hbone-bench.json
 
 echo
 echo "all test steps passed"

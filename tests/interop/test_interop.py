@@ -869,7 +869,8 @@ def nghttpx_tests():
     threading.Thread(target=accept_loop, daemon=True).start()
     port = free_port()
     log = os.path.join(SCRATCH, "nghttpx.log")
-    proc = subprocess.Popen([nghttpx, "--http2-proxy", f"--frontend=127.0.0.1,{port}",
+    # --conf=/dev/null: Debian's /etc/nghttpx/nghttpx.conf would also open port 3000.
+    proc = subprocess.Popen([nghttpx, "--conf=/dev/null", "--http2-proxy", f"--frontend=127.0.0.1,{port}",
                              f"--backend=127.0.0.1,{backend.getsockname()[1]}",
                              "--verify-client",
                              f"--verify-client-cacert={PKI}/bundle-cluster.local.pem",

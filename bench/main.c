@@ -1,0 +1,548 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * hbone-bench: every case over HBONE and its baselines in one run, servers
+ * in child processes, a table on stdout and the same figures as JSON.
+ *
+ *   hbone-bench [--quick] [--runs N] [--json FILE] [--pki DIR] [--case NAME]...
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <poll.h>
+#include <unistd.h>
+
+#include <hbone/hbone.h>
+
+#include "bench.h"
+#include "bench_version.h"
+#include "client.h"
+
+#define MAX_RUNS 15
+#define MAX_CASES 16
+#define KiB 1024u
+#define MiB (1024u * 1024u)
+
+/* --- transports by kind ---------------------------------------------------- */
+
+static const char *const kind_names[] = {"tcp", "tls", "hbone", "nghttpx"};
+#define N_KINDS 4
+
+const char *transport_name(transport_kind kind)
+{
+    return kind_names[kind];
+}
+
+static int is_stream(transport_kind kind)
+{
+    return kind == TRANSPORT_TCP || kind == TRANSPORT_TLS;
+}
+
+int transport_init(transport_kind kind, const bench_pki *pki)
+{
+    return is_stream(kind) ? stream_transport_init(kind, pki) : hbone_transport_init(pki);
+}
+
+void transport_serve(transport_kind kind, int listen_fd)
+{
+    if (is_stream(kind))
+        stream_transport_serve(listen_fd);
+    else
+        hbone_transport_serve(listen_fd);
+}
+
+int transport_open(transport_kind kind, const char *address, size_t conns, size_t n,
+                   void (*attach)(channel *ch, size_t index, void *arg), void *arg)
+{
+    if (is_stream(kind))
+        return stream_transport_open(address, n, attach, arg);
+    return hbone_transport_open(address, conns, n, attach, arg);
+}
+
+void transport_close_all(void)
+{
+    stream_transport_close_all();
+    hbone_transport_close_all();
+}
+
+/* --- small helpers ------------------------------------------------------------ */
+
+char *bench_read_file(const char *dir, const char *name, size_t *len)
+{
+    char path[1024];
+    snprintf(path, sizeof(path), "%s/%s", dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        die("cannot read %s: %s", path, strerror(errno));
+    size_t cap = 4096, n = 0;
+    char *buf = malloc(cap);
+    size_t got;
+    while (buf && (got = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += got;
+        if (cap - n - 1 == 0)
+            buf = realloc(buf, cap *= 2);
+    }
+    fclose(f);
+    if (!buf)
+        die("out of memory");
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+const uint8_t *bench_pattern(void)
+{
+    static uint8_t *pattern;
+    if (!pattern) {
+        pattern = malloc(BENCH_PATTERN);
+        if (!pattern)
+            die("out of memory");
+        uint32_t x = 2463534242u;
+        for (size_t i = 0; i < BENCH_PATTERN; i++) {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            pattern[i] = (uint8_t)x;
+        }
+    }
+    return pattern;
+}
+
+void put_u64(uint8_t *p, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        p[i] = (uint8_t)v;
+}
+
+uint64_t get_u64(const uint8_t *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+static int compare_doubles(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* The value below which @p q of the samples fall (nearest rank). */
+static double quantile(double *v, size_t n, double q)
+{
+    qsort(v, n, sizeof(*v), compare_doubles);
+    size_t i = (size_t)(q * (double)n);
+    return v[i < n ? i : n - 1];
+}
+
+/* --- servers ------------------------------------------------------------------ */
+
+typedef struct server {
+    pid_t pid, nghttpx;
+    char address[64];
+} server;
+
+static const bench_pki *the_pki;
+
+static int listen_any(uint16_t *port)
+{
+    int fd;
+    static const char any[] = "127.0.0.1:0";
+    if (hbone_io_listen(any, sizeof(any) - 1, 4096, &fd, port) < 0)
+        die("cannot listen on loopback: %s", strerror(errno));
+    return fd;
+}
+
+/* A child serving @p kind on a socket listening before the fork, so the
+ * client can connect at once. */
+static pid_t spawn_child(transport_kind kind, int preamble, uint16_t *port)
+{
+    int fd = listen_any(port);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the bench */
+        signal(SIGPIPE, SIG_IGN);
+        loop_init();
+        transport_init(kind, the_pki);
+        server_http1_preamble = preamble;
+        transport_serve(kind, fd);
+        _exit(0);
+    }
+    close(fd);
+    return pid;
+}
+
+/* nghttpx tells systemd when it listens; we play systemd. */
+static pid_t spawn_nghttpx(uint16_t backend_port, uint16_t *port)
+{
+    int probe = listen_any(port); /* reserve a free port number */
+    close(probe);
+    char notify_path[108];
+    snprintf(notify_path, sizeof(notify_path), "/tmp/hbone-bench-notify-%d", (int)getpid());
+    unlink(notify_path);
+    int notify = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    snprintf(sa.sun_path, sizeof(sa.sun_path), "%s", notify_path);
+    if (notify < 0 || bind(notify, (struct sockaddr *)&sa, sizeof(sa)) < 0)
+        die("notify socket: %s", strerror(errno));
+    char frontend[64], backend[64], cacert[600], key[600], chain[600];
+    snprintf(frontend, sizeof(frontend), "--frontend=127.0.0.1,%u", (unsigned)*port);
+    snprintf(backend, sizeof(backend), "--backend=127.0.0.1,%u", (unsigned)backend_port);
+    snprintf(cacert, sizeof(cacert), "--verify-client-cacert=%s/bundle-cluster.local.pem",
+             the_pki->dir);
+    snprintf(key, sizeof(key), "%s/server.key", the_pki->dir);
+    snprintf(chain, sizeof(chain), "%s/server.chain.pem", the_pki->dir);
+    pid_t pid = fork();
+    if (pid < 0)
+        die("fork: %s", strerror(errno));
+    if (pid == 0) {
+        prctl(PR_SET_PDEATHSIG, SIGTERM);
+        setenv("NOTIFY_SOCKET", notify_path, 1);
+        int devnull = open("/dev/null", 0);
+        dup2(devnull, 1);
+        dup2(devnull, 2);
+        /* --conf: Debian's default config would also open port 3000. */
+        execlp("nghttpx", "nghttpx", "--conf=/dev/null", "--http2-proxy", frontend, backend,
+               "--verify-client", cacert, "--tls-min-proto-version=TLSv1.3",
+               "--frontend-http2-window-size=4194304",
+               "--frontend-http2-connection-window-size=16777216", "--workers=1",
+               "--backend-connections-per-host=1024", "--accesslog-file=/dev/null",
+               "--errorlog-file=/tmp/nghttpx-bench.log", key, chain, (char *)NULL);
+        _exit(127);
+    }
+    char msg[256];
+    struct pollfd pfd = {notify, POLLIN, 0};
+    int ready = 0;
+    while (!ready && poll(&pfd, 1, 10000) == 1) {
+        ssize_t n = recv(notify, msg, sizeof(msg) - 1, 0);
+        if (n <= 0)
+            break;
+        msg[n] = '\0';
+        ready = strstr(msg, "READY=1") != NULL;
+    }
+    close(notify);
+    unlink(notify_path);
+    if (!ready)
+        die("nghttpx did not report ready (is nghttp2-proxy installed?)");
+    return pid;
+}
+
+static int nghttpx_available(void)
+{
+    return system("command -v nghttpx >/dev/null 2>&1") == 0;
+}
+
+static void server_start(server *s, transport_kind kind)
+{
+    memset(s, 0, sizeof(*s));
+    uint16_t port;
+    if (kind == TRANSPORT_NGHTTPX) {
+        s->pid = spawn_child(TRANSPORT_TCP, 1, &port);
+        s->nghttpx = spawn_nghttpx(port, &port);
+    } else {
+        s->pid = spawn_child(kind, 0, &port);
+    }
+    snprintf(s->address, sizeof(s->address), "127.0.0.1:%u", (unsigned)port);
+}
+
+static void server_stop(server *s)
+{
+    pid_t pids[2] = {s->nghttpx, s->pid};
+    for (int i = 0; i < 2; i++) {
+        if (pids[i] > 0) {
+            kill(pids[i], SIGTERM);
+            waitpid(pids[i], NULL, 0);
+        }
+    }
+}
+
+/* --- cases ------------------------------------------------------------------ */
+
+typedef struct figure {
+    double value[N_KINDS];
+    int have[N_KINDS];
+} figure;
+
+typedef struct bench_case {
+    const char *name;
+    const char *label;
+    const char *unit; /* "MB/s", "us" */
+    int higher_better;
+    double goal;    /* hbone / tls ratio to reach (0: none) */
+    int nghttpx_ok; /* nghttpx can serve this case */
+    /* Run once against @p t; @p out receives one value per figure. */
+    void (*run)(const struct bench_case *c, const bench_target *t, double *out);
+    size_t conns, channels; /* bulk */
+    int upload;
+    size_t message; /* echo */
+    int n_figures;  /* echo: p50 and p99 */
+} bench_case;
+
+static int quick;
+static uint64_t bulk_bytes(size_t channels)
+{
+    uint64_t total = quick ? 256ull * MiB : 1024ull * MiB;
+    return total / channels;
+}
+
+static void run_bulk_case(const bench_case *c, const bench_target *t, double *out)
+{
+    out[0] = run_bulk(t, c->upload, c->conns, c->channels, bulk_bytes(c->channels)) / 1e6;
+}
+
+static void run_echo_case(const bench_case *c, const bench_target *t, double *out)
+{
+    size_t count = quick ? 2000 : 10000;
+    double *rtt = malloc(count * sizeof(*rtt));
+    if (!rtt)
+        die("out of memory");
+    run_echo(t, c->message, count, rtt);
+    out[0] = quantile(rtt, count, 0.50);
+    out[1] = quantile(rtt, count, 0.99);
+    free(rtt);
+}
+
+/* clang-format off */
+static const bench_case cases[] = {
+    {"bulk-up", "bulk upload, 1 tunnel", "MB/s", 1, 0.90, 1, run_bulk_case, 1, 1, 1, 0, 1},
+    {"bulk-down", "bulk download, 1 tunnel", "MB/s", 1, 0.90, 1, run_bulk_case, 1, 1, 0, 0, 1},
+    {"bulk-16", "16 tunnels, 1 connection", "MB/s", 1, 0.90, 1, run_bulk_case, 1, 16, 1, 0, 1},
+    {"bulk-4x4", "4 connections x 4 tunnels", "MB/s", 1, 0, 1, run_bulk_case, 4, 16, 1, 0, 1},
+    {"echo-1", "echo 1 B round trip", "us", 0, 1.10, 1, run_echo_case, 1, 1, 0, 1, 2},
+    {"echo-1k", "echo 1 KiB round trip", "us", 0, 1.10, 1, run_echo_case, 1, 1, 0, 1024, 2},
+};
+/* clang-format on */
+#define N_CASES (sizeof(cases) / sizeof(cases[0]))
+
+/* --- output ------------------------------------------------------------------ */
+
+typedef struct result {
+    const bench_case *c;
+    figure fig[2]; /* median over runs, per figure */
+} result;
+
+static void print_header(FILE *f, const char *commit, const char *cpu)
+{
+    fprintf(f, "hbone-bench %s, commit %s\n", hbone_version_string(), commit);
+    fprintf(f, "CPU: %s; TLS: %s, AES-GCM hardware: %s\n", cpu, hbone_tls_library(),
+            hbone_tls_aes_hw_accelerated() ? "yes" : "no");
+}
+
+static const char *figure_suffix(const bench_case *c, int k)
+{
+    if (c->n_figures == 1)
+        return "";
+    return k == 0 ? " p50" : " p99";
+}
+
+static void print_table(const result *r, size_t n)
+{
+    printf("\n%-34s %10s %10s %10s %10s %12s %8s\n", "case", "tcp", "tls", "hbone", "nghttpx",
+           "hbone/tls", "goal");
+    for (size_t i = 0; i < n; i++) {
+        const bench_case *c = r[i].c;
+        for (int k = 0; k < c->n_figures; k++) {
+            char label[64];
+            snprintf(label, sizeof(label), "%s%s (%s)", c->label, figure_suffix(c, k), c->unit);
+            printf("%-34s", label);
+            const figure *f = &r[i].fig[k];
+            for (int kind = 0; kind < N_KINDS; kind++) {
+                if (f->have[kind])
+                    printf(" %10.1f", f->value[kind]);
+                else
+                    printf(" %10s", "-");
+            }
+            if (f->have[TRANSPORT_HBONE] && f->have[TRANSPORT_TLS] && f->value[TRANSPORT_TLS] > 0)
+                printf(" %12.2f", f->value[TRANSPORT_HBONE] / f->value[TRANSPORT_TLS]);
+            else
+                printf(" %12s", "-");
+            if (c->goal > 0 && k == 0)
+                printf(" %s%.2f\n", c->higher_better ? ">=" : "<=", c->goal);
+            else
+                printf(" %8s\n", "");
+        }
+    }
+}
+
+static void write_json(const char *path, const result *r, size_t n, const char *commit,
+                       const char *cpu, int runs)
+{
+    FILE *f = fopen(path, "w");
+    if (!f)
+        die("cannot write %s: %s", path, strerror(errno));
+    fprintf(f, "{\n  \"version\": \"%s\",\n  \"commit\": \"%s\",\n  \"cpu\": \"%s\",\n",
+            hbone_version_string(), commit, cpu);
+    fprintf(f, "  \"tls_library\": \"%s\",\n  \"aes_hw\": %s,\n  \"quick\": %s,\n  \"runs\": %d,\n",
+            hbone_tls_library(), hbone_tls_aes_hw_accelerated() ? "true" : "false",
+            quick ? "true" : "false", runs);
+    fprintf(f, "  \"cases\": [\n");
+    int first = 1;
+    for (size_t i = 0; i < n; i++) {
+        const bench_case *c = r[i].c;
+        for (int k = 0; k < c->n_figures; k++) {
+            const figure *fig = &r[i].fig[k];
+            fprintf(f, "%s    {\"name\": \"%s%s\", \"unit\": \"%s\", \"results\": {",
+                    first ? "" : ",\n", c->name,
+                    c->n_figures == 1 ? "" : (k == 0 ? "-p50" : "-p99"), c->unit);
+            first = 0;
+            int comma = 0;
+            for (int kind = 0; kind < N_KINDS; kind++) {
+                if (!fig->have[kind])
+                    continue;
+                fprintf(f, "%s\"%s\": %.3f", comma ? ", " : "", kind_names[kind], fig->value[kind]);
+                comma = 1;
+            }
+            fprintf(f, "}");
+            if (fig->have[TRANSPORT_HBONE] && fig->have[TRANSPORT_TLS] &&
+                fig->value[TRANSPORT_TLS] > 0)
+                fprintf(f, ", \"hbone_vs_tls\": %.4f",
+                        fig->value[TRANSPORT_HBONE] / fig->value[TRANSPORT_TLS]);
+            if (c->goal > 0 && k == 0)
+                fprintf(f, ", \"goal\": \"%s%.2f\"", c->higher_better ? ">=" : "<=", c->goal);
+            fprintf(f, "}");
+        }
+    }
+    fprintf(f, "\n  ]\n}\n");
+    fclose(f);
+}
+
+static void cpu_model(char *out, size_t len)
+{
+    snprintf(out, len, "unknown");
+    FILE *f = fopen("/proc/cpuinfo", "r");
+    if (!f)
+        return;
+    char line[256];
+    int cpus = 0;
+    char model[200] = "unknown";
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "processor", 9) == 0)
+            cpus++;
+        char *colon = strchr(line, ':');
+        if (strncmp(line, "model name", 10) == 0 && colon) {
+            snprintf(model, sizeof(model), "%s", colon + 2);
+            model[strcspn(model, "\n")] = '\0';
+        }
+    }
+    fclose(f);
+    snprintf(out, len, "%s x %d", model, cpus);
+}
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: hbone-bench [--quick] [--runs N] [--json FILE] [--pki DIR] [--case NAME]...\n"
+            "  --quick      small sizes and 3 runs (well under a minute)\n"
+            "  --runs N     runs per figure, the median is reported (default 5)\n"
+            "  --json FILE  also write the figures as JSON (default hbone-bench.json)\n"
+            "  --pki DIR    certificates (default: generated test PKI of the build)\n"
+            "  --case NAME  run only this case (repeatable):");
+    for (size_t i = 0; i < N_CASES; i++)
+        fprintf(f, " %s", cases[i].name);
+    fprintf(f, "\n");
+}
+
+int main(int argc, char **argv)
+{
+    int runs = 0;
+    const char *json = "hbone-bench.json";
+    const char *selected[MAX_CASES];
+    size_t n_selected = 0;
+    static bench_pki pki = {BENCH_DEFAULT_PKI};
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        const char *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (strcmp(a, "--quick") == 0) {
+            quick = 1;
+        } else if (strcmp(a, "--runs") == 0 && v) {
+            runs = atoi(v);
+            i++;
+            if (runs < 1 || runs > MAX_RUNS)
+                die("--runs takes 1 to %d", MAX_RUNS);
+        } else if (strcmp(a, "--json") == 0 && v) {
+            json = v;
+            i++;
+        } else if (strcmp(a, "--pki") == 0 && v) {
+            pki.dir = v;
+            i++;
+        } else if (strcmp(a, "--case") == 0 && v && n_selected < MAX_CASES) {
+            selected[n_selected++] = v;
+            i++;
+        } else if (strcmp(a, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else {
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!runs)
+        runs = quick ? 3 : 5;
+    the_pki = &pki;
+    signal(SIGPIPE, SIG_IGN);
+    if (strcmp(pki.dir, BENCH_DEFAULT_PKI) == 0) {
+        char cmd[1024];
+        snprintf(cmd, sizeof(cmd), "bash '%s' '%s' >/dev/null", BENCH_GEN_PKI, pki.dir);
+        if (system(cmd) != 0)
+            die("could not generate the test PKI in %s", pki.dir);
+    }
+    char cpu[256];
+    cpu_model(cpu, sizeof(cpu));
+    print_header(stdout, BENCH_COMMIT, cpu);
+    int have_nghttpx = nghttpx_available();
+    if (!have_nghttpx)
+        printf("nghttpx not found: its column stays empty (Debian: nghttp2-proxy)\n");
+    fflush(stdout);
+
+    result results[N_CASES];
+    size_t n_results = 0;
+    for (size_t ci = 0; ci < N_CASES; ci++) {
+        const bench_case *c = &cases[ci];
+        int wanted = n_selected == 0;
+        for (size_t s = 0; s < n_selected; s++)
+            wanted |= strcmp(selected[s], c->name) == 0;
+        if (!wanted)
+            continue;
+        result *r = &results[n_results++];
+        memset(r, 0, sizeof(*r));
+        r->c = c;
+        for (int kind = 0; kind < N_KINDS; kind++) {
+            if (kind == TRANSPORT_NGHTTPX && (!c->nghttpx_ok || !have_nghttpx))
+                continue;
+            server srv;
+            server_start(&srv, (transport_kind)kind);
+            loop_init();
+            transport_init(kind == TRANSPORT_NGHTTPX ? TRANSPORT_HBONE : (transport_kind)kind,
+                           &pki);
+            bench_target t = {kind == TRANSPORT_NGHTTPX ? TRANSPORT_HBONE : (transport_kind)kind,
+                              srv.address};
+            double samples[2][MAX_RUNS];
+            for (int run = 0; run < runs; run++) {
+                double out[2];
+                c->run(c, &t, out);
+                for (int k = 0; k < c->n_figures; k++)
+                    samples[k][run] = out[k];
+            }
+            server_stop(&srv);
+            for (int k = 0; k < c->n_figures; k++) {
+                r->fig[k].value[kind] = quantile(samples[k], (size_t)runs, 0.5);
+                r->fig[k].have[kind] = 1;
+            }
+            fprintf(stderr, "  %-10s %-8s done\n", c->name, kind_names[kind]);
+        }
+    }
+    print_table(results, n_results);
+    write_json(json, results, n_results, BENCH_COMMIT, cpu, runs);
+    printf("\nJSON: %s\n", json);
+    return 0;
+}
