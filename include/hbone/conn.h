@@ -148,7 +148,9 @@ HBONE_API int hbone_conn_input(hbone_conn *conn, const uint8_t *data, size_t len
 /**
  * The transport ended (FIN without close_notify, or a socket error): every
  * open tunnel is closed with HBONE_CLOSE_CONNECTION_LOST, never as a clean
- * end. Returns 0 or HBONE_ERR_INVALID_ARGUMENT.
+ * end. Before the handshake completed, the connection fails with
+ * HBONE_ERR_CLOSED and a detail saying so. Returns 0 or
+ * HBONE_ERR_INVALID_ARGUMENT.
  */
 HBONE_API int hbone_conn_input_eof(hbone_conn *conn);
 

@@ -632,6 +632,13 @@ static int advance_handshake(hbone_conn *c, const uint8_t *in, size_t len, size_
  * lost, and nothing more will be read. */
 static void end_of_input(hbone_conn *c)
 {
+    if (!c->handshake_done && !c->error) {
+        /* Say so: otherwise a refused or dropped dial looks like a quiet end. */
+        hb_detail_set(&c->detail, HBONE_ERR_CLOSED,
+                      "the peer closed the connection during the TLS handshake");
+        fail(c, HBONE_ERR_CLOSED);
+        return;
+    }
     c->closed = 1;
     lose_all_tunnels(c);
 }

@@ -127,6 +127,10 @@ class HeldTunnel:
         return code
 
 
+# What hbone connect says when the server closes the connection unanswered.
+REFUSED_IN_HANDSHAKE = b"the peer closed the connection during the TLS handshake"
+
+
 def connect_until(port, refused, tries=50):
     """`hbone connect` until it is refused (or served). Whether the server has
     already counted sockets the test just opened (the kernel may queue a later
@@ -283,8 +287,9 @@ def main():
     # Two sockets that never send a byte hold both slots.
     idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(2)]
     r, tries = connect_until(srv.port, refused=True)
-    check("--max-handshakes 2: with two handshakes pending, hbone connect is refused",
-          r.returncode != 0, f"{tries} tries, last: {r.returncode}")
+    check("--max-handshakes 2: with two handshakes pending, hbone connect is refused, saying how",
+          r.returncode == 3 and REFUSED_IN_HANDSHAKE in r.stderr,
+          f"{tries} tries, last: {r.returncode} {r.stderr}")
     lines = srv.wait_lines(r"handshakes pending")
     check("--max-handshakes 2: the refusal is logged, naming the limit and the peer",
           len(lines) == 1 and re.fullmatch(
@@ -304,7 +309,8 @@ def main():
     first = held.echo(b"first")
     r = connect(srv.port, "10.0.0.2:80", b"second")
     check("--max-connections 1: with one tunnel up, a second connection is refused",
-          first == b"first" and r.returncode != 0, f"{first} {r.returncode}")
+          first == b"first" and r.returncode == 3 and REFUSED_IN_HANDSHAKE in r.stderr,
+          f"{first} {r.returncode} {r.stderr}")
     lines = srv.wait_lines(r"connections open")
     check("--max-connections 1: the refusal is logged",
           len(lines) == 1 and lines[0].startswith(

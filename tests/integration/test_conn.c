@@ -468,6 +468,33 @@ START_TEST(no_error_reset_is_clean_only_after_the_end)
 }
 END_TEST
 
+START_TEST(transport_ending_in_the_handshake_is_named)
+{
+    /* _i 0: the client's dial is closed before any answer; 1: a server's
+     * client goes away after its hello. After the handshake the same end
+     * of input is a quiet close (lost_connection_aborts_every_tunnel). */
+    struct pair p;
+    pair_init(&p, SERVER_ID, 7);
+    size_t len;
+    const uint8_t *hello = hbone_conn_output(p.client.conn, &len, p.now);
+    ck_assert_uint_gt(len, 0);
+    hbone_conn *ending = p.client.conn;
+    if (_i) {
+        size_t consumed;
+        ck_assert_int_eq(hbone_conn_input(p.server.conn, hello, len, &consumed, p.now), 0);
+        ending = p.server.conn;
+    }
+    ck_assert_str_eq(hbone_conn_error_detail(ending), "");
+    ck_assert_int_eq(hbone_conn_input_eof(ending), 0);
+    ck_assert_str_eq(hbone_conn_error_detail(ending),
+                     "the peer closed the connection during the TLS handshake");
+    size_t consumed;
+    ck_assert_int_eq(hbone_conn_input(ending, (const uint8_t *)"x", 1, &consumed, p.now),
+                     HBONE_ERR_CLOSED);
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(many_tunnels_share_one_connection)
 {
     struct pair p;
@@ -928,6 +955,7 @@ int main(void)
     tcase_add_loop_test(tc, no_error_reset_is_clean_only_after_the_end, 0, 2);
     tcase_add_test(tc, many_tunnels_share_one_connection);
     tcase_add_test(tc, lost_connection_aborts_every_tunnel);
+    tcase_add_loop_test(tc, transport_ending_in_the_handshake_is_named, 0, 2);
     tcase_add_test(tc, wrong_server_identity_fails_before_any_connect);
     tcase_add_test(tc, backpressure_until_the_peer_consumes);
     tcase_add_test(tc, client_api_refuses_bad_requests);
