@@ -822,6 +822,7 @@ int main(void)
     tcase_add_test(data, corrupted_record_is_a_record_error);
     suite_add_tcase(s, data);
     TCase *hostile = tcase_create("hostile");
+    tcase_set_timeout(hostile, 60);
     tcase_add_test(hostile, tls12_only_client_is_refused);
     tcase_add_test(hostile, plaintext_http_is_refused);
     tcase_add_test(hostile, client_needs_an_expected_identity);

@@ -893,6 +893,7 @@ int main(void)
     Suite *s = suite_create("svid");
 
     TCase *pki = tcase_create("pki");
+    tcase_set_timeout(pki, 30);
     tcase_add_loop_test(pki, pki_der_table, 0, (int)N_PKI_CASES);
     tcase_add_loop_test(pki, pki_pem_table, 0, (int)N_PKI_CASES);
     tcase_add_test(pki, pem_chain_files_check_the_first_certificate);
