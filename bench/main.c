@@ -441,11 +441,13 @@ static void cpu_model(char *out, size_t len)
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: hbone-bench [--quick] [--runs N] [--json FILE] [--pki DIR] [--case NAME]...\n"
+            "usage: hbone-bench [--quick] [--runs N] [--json FILE] [--pki DIR] [--transport T]...\n"
+            "                   [--case NAME]...\n"
             "  --quick      small sizes and 3 runs (well under a minute)\n"
             "  --runs N     runs per figure, the median is reported (default 5)\n"
             "  --json FILE  also write the figures as JSON (default hbone-bench.json)\n"
             "  --pki DIR    certificates (default: generated test PKI of the build)\n"
+            "  --transport T  only this transport (repeatable): tcp tls hbone nghttpx\n"
             "  --case NAME  run only this case (repeatable):");
     for (size_t i = 0; i < N_CASES; i++)
         fprintf(f, " %s", cases[i].name);
@@ -458,6 +460,7 @@ int main(int argc, char **argv)
     const char *json = "hbone-bench.json";
     const char *selected[MAX_CASES];
     size_t n_selected = 0;
+    unsigned only_kinds = 0; /* bit per transport kind; 0: all */
     static bench_pki pki = {BENCH_DEFAULT_PKI};
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -474,6 +477,17 @@ int main(int argc, char **argv)
             i++;
         } else if (strcmp(a, "--pki") == 0 && v) {
             pki.dir = v;
+            i++;
+        } else if (strcmp(a, "--transport") == 0 && v) {
+            int found = 0;
+            for (int k = 0; k < N_KINDS; k++) {
+                if (strcmp(v, kind_names[k]) == 0) {
+                    only_kinds |= 1u << k;
+                    found = 1;
+                }
+            }
+            if (!found)
+                die("--transport %s: one of tcp, tls, hbone, nghttpx", v);
             i++;
         } else if (strcmp(a, "--case") == 0 && v && n_selected < MAX_CASES) {
             selected[n_selected++] = v;
@@ -516,30 +530,42 @@ int main(int argc, char **argv)
         result *r = &results[n_results++];
         memset(r, 0, sizeof(*r));
         r->c = c;
+        /* Every transport's server at once, and the runs interleaved, so
+         * that a slow moment of this shared machine hits all of them. */
+        server srv[N_KINDS];
+        int active[N_KINDS] = {0};
         for (int kind = 0; kind < N_KINDS; kind++) {
-            if (kind == TRANSPORT_NGHTTPX && (!c->nghttpx_ok || !have_nghttpx))
-                continue;
-            server srv;
-            server_start(&srv, (transport_kind)kind);
-            loop_init();
-            transport_init(kind == TRANSPORT_NGHTTPX ? TRANSPORT_HBONE : (transport_kind)kind,
-                           &pki);
-            bench_target t = {kind == TRANSPORT_NGHTTPX ? TRANSPORT_HBONE : (transport_kind)kind,
-                              srv.address};
-            double samples[2][MAX_RUNS];
-            for (int run = 0; run < runs; run++) {
+            active[kind] = !(kind == TRANSPORT_NGHTTPX && (!c->nghttpx_ok || !have_nghttpx)) &&
+                           (!only_kinds || (only_kinds & (1u << kind)));
+            if (active[kind])
+                server_start(&srv[kind], (transport_kind)kind);
+        }
+        static double samples[N_KINDS][2][MAX_RUNS];
+        for (int run = 0; run < runs; run++) {
+            for (int kind = 0; kind < N_KINDS; kind++) {
+                if (!active[kind])
+                    continue;
+                /* nghttpx is reached by libhbone's client. */
+                transport_kind client = kind == TRANSPORT_NGHTTPX ? TRANSPORT_HBONE : kind;
+                loop_init();
+                transport_init(client, &pki);
+                bench_target t = {client, srv[kind].address};
                 double out[2];
                 c->run(c, &t, out);
                 for (int k = 0; k < c->n_figures; k++)
-                    samples[k][run] = out[k];
+                    samples[kind][k][run] = out[k];
             }
-            server_stop(&srv);
+        }
+        for (int kind = 0; kind < N_KINDS; kind++) {
+            if (!active[kind])
+                continue;
+            server_stop(&srv[kind]);
             for (int k = 0; k < c->n_figures; k++) {
-                r->fig[k].value[kind] = quantile(samples[k], (size_t)runs, 0.5);
+                r->fig[k].value[kind] = quantile(samples[kind][k], (size_t)runs, 0.5);
                 r->fig[k].have[kind] = 1;
             }
-            fprintf(stderr, "  %-10s %-8s done\n", c->name, kind_names[kind]);
         }
+        fprintf(stderr, "  %s done\n", c->name);
     }
     print_table(results, n_results);
     write_json(json, results, n_results, BENCH_COMMIT, cpu, runs);

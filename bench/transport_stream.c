@@ -5,6 +5,12 @@
  * cipher and 16 KiB records as libhbone). TLS has no half-close of its own
  * here: a FIN after the last record ends a direction, as END_STREAM does in
  * HBONE.
+ *
+ * The TLS baseline gets the same output strategy as libhbone's io driver:
+ * records collect in a buffer and leave in one send() per loop round, and
+ * reads take 64 KiB at a time (plain wolfSSL makes a system call per record
+ * written and two per record read), so that the comparison measures HBONE's
+ * framing, not a better use of the socket.
  */
 #include <errno.h>
 #include <stdio.h>
@@ -24,6 +30,10 @@
 
 #define READ_BUFFER (256 * 1024)
 #define RECORD 16384
+/* TLS: stop taking writes while this much ciphertext waits (libhbone's
+ * high-water mark), resume at half. */
+#define OUTPUT_HIGH_WATER (256 * 1024)
+#define TLS_READ_BUFFER (64 * 1024) /* as libhbone's io driver */
 
 typedef struct stream {
     loop_source src;
@@ -32,13 +42,15 @@ typedef struct stream {
     int server;
     int open;        /* handshake done (TCP: connected) */
     int want_write;  /* a write returned AGAIN: tell the workload later */
-    int shut_wanted; /* shutdown asked while a TLS record still waits */
+    int shut_wanted; /* TLS: shutdown once the buffered records left */
     int shut, peer_ended, closed;
     uint32_t hs_want; /* before open: what the connect or handshake waits for */
-    /* TLS: a record wolfSSL encrypted but could not send yet; wolfSSL wants
-     * the same bytes offered again to finish it. */
-    uint8_t *retry;
-    size_t retry_len;
+    /* TLS: records waiting for the socket. */
+    uint8_t *out;
+    size_t out_off, out_len, out_cap;
+    /* TLS: bytes read from the socket, not yet taken by wolfSSL. */
+    uint8_t *in;
+    size_t in_off, in_len;
 } stream;
 
 static WOLFSSL_CTX *client_ctx, *server_ctx;
@@ -111,7 +123,8 @@ static void stream_close(stream *s)
     close(s->src.fd);
     if (s->ch.on_close)
         s->ch.on_close(&s->ch);
-    free(s->retry);
+    free(s->out);
+    free(s->in);
     loop_free_later(s);
 }
 
@@ -121,12 +134,17 @@ static void maybe_finish(stream *s)
         stream_close(s);
 }
 
+static size_t waiting(const stream *s)
+{
+    return s->out_len - s->out_off;
+}
+
 static void update_interest(stream *s)
 {
     uint32_t ev = s->hs_want;
     if (s->open) {
         ev = s->peer_ended ? 0 : EPOLLIN;
-        if (s->want_write || s->retry_len)
+        if (s->want_write || waiting(s))
             ev |= EPOLLOUT;
     }
     loop_update(&s->src, ev);
@@ -134,8 +152,8 @@ static void update_interest(stream *s)
 
 static void do_shutdown(stream *s)
 {
-    if (s->retry_len) {
-        s->shut_wanted = 1; /* after the record in flight */
+    if (waiting(s)) {
+        s->shut_wanted = 1; /* after the buffered records */
         return;
     }
     s->shut = 1;
@@ -149,11 +167,77 @@ static int tls_error_is_retry(stream *s, int ret)
     return err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE;
 }
 
+/* wolfSSL's output: collect it for the flush. */
+static int tls_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    stream *s = ctx;
+    size_t n = (size_t)sz;
+    if (s->out_off && s->out_off >= waiting(s)) {
+        memmove(s->out, s->out + s->out_off, waiting(s));
+        s->out_len -= s->out_off;
+        s->out_off = 0;
+    }
+    if (s->out_cap - s->out_len < n) {
+        s->out_cap = (s->out_len + n) * 2;
+        s->out = realloc(s->out, s->out_cap);
+        if (!s->out)
+            die("out of memory");
+    }
+    memcpy(s->out + s->out_len, buf, n);
+    s->out_len += n;
+    loop_mark_dirty(&s->src);
+    return sz;
+}
+
+/* wolfSSL's input, from large reads (as libhbone's driver reads): wolfSSL
+ * on its own asks for a record header, then the record. */
+static int tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    stream *s = ctx;
+    if (s->in_off == s->in_len) {
+        if (!s->in && !(s->in = malloc(TLS_READ_BUFFER)))
+            die("out of memory");
+        ssize_t n = recv(s->src.fd, s->in, TLS_READ_BUFFER, 0);
+        if (n == 0)
+            return WOLFSSL_CBIO_ERR_CONN_CLOSE;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+            return WOLFSSL_CBIO_ERR_WANT_READ;
+        if (n < 0)
+            return errno == EINTR ? WOLFSSL_CBIO_ERR_ISR : WOLFSSL_CBIO_ERR_CONN_RST;
+        s->in_off = 0;
+        s->in_len = (size_t)n;
+    }
+    size_t n = s->in_len - s->in_off < (size_t)sz ? s->in_len - s->in_off : (size_t)sz;
+    memcpy(buf, s->in + s->in_off, n);
+    s->in_off += n;
+    return (int)n;
+}
+
+static void flush_output(stream *s)
+{
+    while (waiting(s)) {
+        ssize_t n = send(s->src.fd, s->out + s->out_off, waiting(s), MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+                stream_close(s);
+            return;
+        }
+        s->out_off += (size_t)n;
+    }
+    s->out_off = s->out_len = 0;
+    if (s->shut_wanted) {
+        s->shut_wanted = 0;
+        do_shutdown(s);
+    }
+}
+
 static int stream_write(channel *ch, const uint8_t *data, size_t len, size_t *accepted)
 {
     stream *s = ch->transport;
     *accepted = 0;
-    if (s->closed || s->shut || !s->open)
+    if (s->closed || s->shut || s->shut_wanted || !s->open)
         return -1;
     if (!s->ssl) {
         ssize_t n = send(s->src.fd, data, len, MSG_NOSIGNAL);
@@ -164,24 +248,14 @@ static int stream_write(channel *ch, const uint8_t *data, size_t len, size_t *ac
             return -1;
         }
     } else {
-        while (*accepted < len && !s->retry_len) {
+        while (*accepted < len && waiting(s) < OUTPUT_HIGH_WATER) {
             size_t chunk = len - *accepted < RECORD ? len - *accepted : RECORD;
             int ret = wolfSSL_write(s->ssl, data + *accepted, (int)chunk);
-            if (ret > 0) {
-                *accepted += (size_t)ret;
-                continue;
-            }
-            if (!tls_error_is_retry(s, ret)) {
+            if (ret <= 0) {
                 stream_close(s);
                 return -1;
             }
-            /* Encrypted and buffered inside wolfSSL: count it as taken and
-             * offer the same bytes again when the socket has room. */
-            if (!s->retry && !(s->retry = malloc(RECORD)))
-                die("out of memory");
-            memcpy(s->retry, data + *accepted, chunk);
-            s->retry_len = chunk;
-            *accepted += chunk;
+            *accepted += (size_t)ret;
         }
     }
     if (*accepted < len) {
@@ -230,7 +304,10 @@ static void handshake(stream *s)
 static void read_input(stream *s)
 {
     static uint8_t buf[READ_BUFFER];
-    for (int round = 0; round < 4 && !s->closed && !s->peer_ended; round++) {
+    /* TLS reads until wolfSSL wants the socket: bytes already read into our
+     * buffer would not wake epoll again. */
+    int rounds = s->ssl ? 64 : 4;
+    for (int round = 0; round < rounds && !s->closed && !s->peer_ended; round++) {
         ssize_t n;
         if (s->ssl) {
             int ret = wolfSSL_read(s->ssl, buf, sizeof(buf));
@@ -259,34 +336,37 @@ static void read_input(stream *s)
 
 static void on_writable(stream *s)
 {
-    if (s->retry_len) {
-        int ret = wolfSSL_write(s->ssl, s->retry, (int)s->retry_len);
-        if (ret <= 0) {
-            if (!tls_error_is_retry(s, ret))
-                stream_close(s);
-            return;
-        }
-        s->retry_len = 0;
-        if (s->shut_wanted) {
-            s->shut_wanted = 0;
-            do_shutdown(s);
-            return;
-        }
-    }
-    if (s->want_write) {
+    if (s->ssl)
+        flush_output(s);
+    if (!s->closed && s->want_write && waiting(s) <= OUTPUT_HIGH_WATER / 2) {
         s->want_write = 0;
         if (s->ch.on_writable)
             s->ch.on_writable(&s->ch);
     }
 }
 
+static void stream_flush(loop_source *src)
+{
+    stream *s = (stream *)src;
+    on_writable(s);
+    if (!s->closed)
+        update_interest(s);
+}
+
 static void stream_handle(loop_source *src, uint32_t ready)
 {
     stream *s = (stream *)src;
+    if (!s->open && s->ssl) {
+        handshake(s); /* wolfSSL reports a failed connect as an error */
+        /* Data that came with the last handshake flight is already read. */
+        if (s->open && !s->closed)
+            read_input(s);
+        if (!s->closed)
+            update_interest(s);
+        return;
+    }
     if (!s->open) {
-        if (s->ssl) {
-            handshake(s); /* wolfSSL reports a failed connect as an error */
-        } else if (ready & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
+        if (ready & (EPOLLOUT | EPOLLERR | EPOLLHUP)) {
             s->open = hbone_io_connect_result(s->src.fd) == 0;
             if (s->ch.on_open)
                 s->ch.on_open(&s->ch, s->open);
@@ -313,12 +393,17 @@ static stream *stream_new(int fd, int server)
     s->src.fd = fd;
     s->src.handle = stream_handle;
     s->server = server;
+    s->src.flush = stream_flush;
     s->ch.ops = &stream_ops;
     s->ch.transport = s;
     if (active_kind == TRANSPORT_TLS) {
         s->ssl = wolfSSL_new(server ? server_ctx : client_ctx);
-        if (!s->ssl || wolfSSL_set_fd(s->ssl, fd) != WOLFSSL_SUCCESS)
+        if (!s->ssl)
             die("wolfSSL_new failed");
+        wolfSSL_SSLSetIORecv(s->ssl, tls_recv);
+        wolfSSL_SSLSetIOSend(s->ssl, tls_send);
+        wolfSSL_SetIOReadCtx(s->ssl, s);
+        wolfSSL_SetIOWriteCtx(s->ssl, s);
         if (!server)
             (void)wolfSSL_UseKeyShare(s->ssl, WOLFSSL_ECC_SECP256R1);
     }

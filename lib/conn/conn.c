@@ -281,7 +281,7 @@ static int response_done(hbone_conn *c, hb_tunnel *t)
     if (!t->established) {
         /* A refused tunnel carries no data: end our side cleanly. */
         t->local_shut = 1;
-        t->out_off = t->out_len = 0;
+        hb_tunnel_discard(c->mem, t);
     }
     if (c->cbs.tunnel_response)
         c->cbs.tunnel_response(c, t->id, t->status, c->user_data);
@@ -503,7 +503,8 @@ static int send_data(void *ctx, int32_t stream, const uint8_t *header, size_t pa
     r = flush_full_record(c);
     if (r < 0)
         return r;
-    if (t->want_writable && hb_tunnel_pending(t) < TUNNEL_WRITE_LIMIT) {
+    /* Half empty before asking for more: large writes, few events. */
+    if (t->want_writable && hb_tunnel_pending(t) <= TUNNEL_WRITE_LIMIT / 2) {
         t->want_writable = 0;
         if (c->cbs.tunnel_writable)
             c->cbs.tunnel_writable(c, stream, c->user_data);

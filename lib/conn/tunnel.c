@@ -10,45 +10,72 @@
 #define OUT_FIRST_CAP 4096
 #define OUT_KEEP_IDLE 16384
 
+static void release_if_idle(const hb_mem *mem, hb_tunnel *t)
+{
+    t->out_head = 0;
+    if (t->out_cap > OUT_KEEP_IDLE) {
+        hb_free(mem, t->out);
+        t->out = NULL;
+        t->out_cap = 0;
+    }
+}
+
+/* Grow the ring to hold @p need bytes, unwrapping it into the new space. */
+static int grow(const hb_mem *mem, hb_tunnel *t, size_t need)
+{
+    size_t cap = t->out_cap ? t->out_cap : OUT_FIRST_CAP;
+    while (cap < need)
+        cap *= 2;
+    uint8_t *grown = hb_malloc(mem, cap);
+    if (!grown)
+        return HBONE_ERR_NOMEM;
+    size_t first = t->out_len;
+    if (t->out_len) {
+        first = t->out_cap - t->out_head < t->out_len ? t->out_cap - t->out_head : t->out_len;
+        memcpy(grown, t->out + t->out_head, first);
+        memcpy(grown + first, t->out, t->out_len - first);
+    }
+    hb_free(mem, t->out);
+    t->out = grown;
+    t->out_cap = cap;
+    t->out_head = 0;
+    return 0;
+}
+
 int hb_tunnel_queue(const hb_mem *mem, hb_tunnel *t, const uint8_t *data, size_t len)
 {
-    if (t->out_off > 0 && t->out_cap - t->out_len < len) {
-        memmove(t->out, t->out + t->out_off, t->out_len - t->out_off);
-        t->out_len -= t->out_off;
-        t->out_off = 0;
-    }
     if (t->out_cap - t->out_len < len) {
-        size_t cap = t->out_cap ? t->out_cap : OUT_FIRST_CAP;
-        while (cap - t->out_len < len)
-            cap *= 2;
-        uint8_t *grown = hb_realloc(mem, t->out, cap);
-        if (!grown)
-            return HBONE_ERR_NOMEM;
-        t->out = grown;
-        t->out_cap = cap;
+        int r = grow(mem, t, t->out_len + len);
+        if (r < 0)
+            return r;
     }
-    memcpy(t->out + t->out_len, data, len);
+    size_t tail = (t->out_head + t->out_len) % t->out_cap;
+    size_t first = t->out_cap - tail < len ? t->out_cap - tail : len;
+    memcpy(t->out + tail, data, first);
+    memcpy(t->out, data + first, len - first);
     t->out_len += len;
     return 0;
 }
 
 size_t hb_tunnel_take(const hb_mem *mem, hb_tunnel *t, uint8_t *buf, size_t cap)
 {
-    size_t n = hb_tunnel_pending(t);
-    if (n > cap)
-        n = cap;
-    if (n)
-        memcpy(buf, t->out + t->out_off, n);
-    t->out_off += n;
-    if (t->out_off == t->out_len) {
-        t->out_off = t->out_len = 0;
-        if (t->out_cap > OUT_KEEP_IDLE) {
-            hb_free(mem, t->out);
-            t->out = NULL;
-            t->out_cap = 0;
-        }
-    }
+    size_t n = t->out_len < cap ? t->out_len : cap;
+    if (n == 0)
+        return 0;
+    size_t first = t->out_cap - t->out_head < n ? t->out_cap - t->out_head : n;
+    memcpy(buf, t->out + t->out_head, first);
+    memcpy(buf + first, t->out, n - first);
+    t->out_head = (t->out_head + n) % t->out_cap;
+    t->out_len -= n;
+    if (t->out_len == 0)
+        release_if_idle(mem, t);
     return n;
+}
+
+void hb_tunnel_discard(const hb_mem *mem, hb_tunnel *t)
+{
+    t->out_len = 0;
+    release_if_idle(mem, t);
 }
 
 int hb_tunnel_add_header(const hb_mem *mem, hb_tunnel *t, const uint8_t *name, size_t name_len,

@@ -31,9 +31,10 @@ typedef struct hb_tunnel {
     unsigned closing : 1;   /* its close event is being delivered */
     int status;             /* client: :status being received */
     size_t unconsumed;      /* delivered, not yet consumed by the application */
-    /* Bytes the application wrote, not yet framed. */
+    /* Bytes the application wrote, not yet framed: a ring, so that taking
+     * from the front never moves what is left. */
     uint8_t *out;
-    size_t out_off, out_len, out_cap;
+    size_t out_head, out_len, out_cap;
     /* Server: the request, kept until it is answered. */
     char *authority;
     size_t authority_len;
@@ -48,8 +49,10 @@ int hb_tunnel_queue(const hb_mem *mem, hb_tunnel *t, const uint8_t *data, size_t
 size_t hb_tunnel_take(const hb_mem *mem, hb_tunnel *t, uint8_t *buf, size_t cap);
 static inline size_t hb_tunnel_pending(const hb_tunnel *t)
 {
-    return t->out_len - t->out_off;
+    return t->out_len;
 }
+/* Forget what is queued (a refused tunnel sends nothing). */
+void hb_tunnel_discard(const hb_mem *mem, hb_tunnel *t);
 /* Record one request header (copied). */
 int hb_tunnel_add_header(const hb_mem *mem, hb_tunnel *t, const uint8_t *name, size_t name_len,
                          const uint8_t *value, size_t value_len);
