@@ -25,6 +25,9 @@ typedef struct channel_ops {
     void (*consume)(channel *ch, size_t len);
     /* No more writes: FIN / END_STREAM once the queued bytes left. */
     void (*shutdown)(channel *ch);
+    /* Close the connection under the channel (after this round): its
+     * channels go without events. */
+    void (*close_connection)(channel *ch);
 } channel_ops;
 
 struct channel {
@@ -69,6 +72,9 @@ int transport_open(transport_kind kind, const char *address, size_t conns, size_
                    void (*attach)(channel *ch, size_t index, void *arg), void *arg);
 /* Close every client connection of this process. */
 void transport_close_all(void);
+/* HBONE: open @p n more tunnels on the client connections already open. */
+int hbone_transport_open_more(size_t n, void (*attach)(channel *ch, size_t index, void *arg),
+                              void *arg);
 
 /* The two families behind those: sockets (TCP, TLS) and HBONE. */
 int stream_transport_init(transport_kind kind, const bench_pki *pki);

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -273,31 +274,35 @@ typedef struct figure {
     int have[N_KINDS];
 } figure;
 
+#define ALL_KINDS 0xf
+#define KIND(k) (1u << (k))
+/* nghttpx does not pass a tunnel's half-close on to its backend, so a
+ * tunnel through it never ends by itself: no setup or connection rates. */
+#define NO_NGHTTPX (ALL_KINDS & ~KIND(TRANSPORT_NGHTTPX))
+
 typedef struct bench_case {
     const char *name;
     const char *label;
-    const char *unit; /* "MB/s", "us" */
+    int n_figures;
+    const char *figure[2]; /* figure names ("p50"), NULL when only one */
+    const char *unit[2];
     int higher_better;
-    double goal;    /* hbone / tls ratio to reach (0: none) */
-    int nghttpx_ok; /* nghttpx can serve this case */
+    const char *goal; /* as printed: ">=0.90" (x tls) or "<=1 KiB" */
+    unsigned kinds;   /* transports this case runs on */
+    int single_run;   /* memory and scale: one run (slow, and steady) */
     /* Run once against @p t; @p out receives one value per figure. */
     void (*run)(const struct bench_case *c, const bench_target *t, double *out);
     size_t conns, channels; /* bulk */
     int upload;
     size_t message; /* echo */
-    int n_figures;  /* echo: p50 and p99 */
 } bench_case;
 
 static int quick;
-static uint64_t bulk_bytes(size_t channels)
-{
-    uint64_t total = quick ? 256ull * MiB : 1024ull * MiB;
-    return total / channels;
-}
 
 static void run_bulk_case(const bench_case *c, const bench_target *t, double *out)
 {
-    out[0] = run_bulk(t, c->upload, c->conns, c->channels, bulk_bytes(c->channels)) / 1e6;
+    uint64_t total = quick ? 256ull * MiB : 1024ull * MiB;
+    out[0] = run_bulk(t, c->upload, c->conns, c->channels, total / c->channels) / 1e6;
 }
 
 static void run_echo_case(const bench_case *c, const bench_target *t, double *out)
@@ -312,16 +317,145 @@ static void run_echo_case(const bench_case *c, const bench_target *t, double *ou
     free(rtt);
 }
 
-/* clang-format off */
+/* HBONE sets up tunnels on a warm connection; the baselines' unit is the
+ * 1-byte round trip on a warm channel. 16 in flight either way. */
+static void run_setup_case(const bench_case *c, const bench_target *t, double *out)
+{
+    (void)c;
+    rate_kind kind = t->kind == TRANSPORT_HBONE ? RATE_TUNNEL : RATE_ROUND_TRIP;
+    out[0] = run_rate(t, kind, 16, quick ? 3000 : 20000);
+}
+
+static void run_connect_case(const bench_case *c, const bench_target *t, double *out)
+{
+    (void)c;
+    out[0] = run_rate(t, RATE_CONNECTION, 8, quick ? 400 : 3000);
+}
+
+static void run_idle_tunnel_case(const bench_case *c, const bench_target *t, double *out)
+{
+    (void)c;
+    run_idle_memory(t, 100, quick ? 2000 : 10000, &out[0], &out[1]);
+}
+
+static void run_idle_conn_case(const bench_case *c, const bench_target *t, double *out)
+{
+    (void)c;
+    run_idle_memory(t, quick ? 200 : 1000, 0, &out[0], &out[1]);
+}
+
+static void run_scale_case(const bench_case *c, const bench_target *t, double *out)
+{
+    (void)c;
+    out[0] = run_scale(t, 100, quick ? 2000 : 10000, quick ? 16 * KiB : 64 * KiB, &out[1]);
+}
+
 static const bench_case cases[] = {
-    {"bulk-up", "bulk upload, 1 tunnel", "MB/s", 1, 0.90, 1, run_bulk_case, 1, 1, 1, 0, 1},
-    {"bulk-down", "bulk download, 1 tunnel", "MB/s", 1, 0.90, 1, run_bulk_case, 1, 1, 0, 0, 1},
-    {"bulk-16", "16 tunnels, 1 connection", "MB/s", 1, 0.90, 1, run_bulk_case, 1, 16, 1, 0, 1},
-    {"bulk-4x4", "4 connections x 4 tunnels", "MB/s", 1, 0, 1, run_bulk_case, 4, 16, 1, 0, 1},
-    {"echo-1", "echo 1 B round trip", "us", 0, 1.10, 1, run_echo_case, 1, 1, 0, 1, 2},
-    {"echo-1k", "echo 1 KiB round trip", "us", 0, 1.10, 1, run_echo_case, 1, 1, 0, 1024, 2},
+    {.name = "bulk-up",
+     .label = "bulk upload, 1 tunnel",
+     .n_figures = 1,
+     .unit = {"MB/s"},
+     .higher_better = 1,
+     .goal = ">=0.90",
+     .kinds = ALL_KINDS,
+     .run = run_bulk_case,
+     .conns = 1,
+     .channels = 1,
+     .upload = 1},
+    {.name = "bulk-down",
+     .label = "bulk download, 1 tunnel",
+     .n_figures = 1,
+     .unit = {"MB/s"},
+     .higher_better = 1,
+     .goal = ">=0.90",
+     .kinds = ALL_KINDS,
+     .run = run_bulk_case,
+     .conns = 1,
+     .channels = 1},
+    {.name = "bulk-16",
+     .label = "16 tunnels, 1 connection",
+     .n_figures = 1,
+     .unit = {"MB/s"},
+     .higher_better = 1,
+     .goal = ">=0.90",
+     .kinds = ALL_KINDS,
+     .run = run_bulk_case,
+     .conns = 1,
+     .channels = 16,
+     .upload = 1},
+    {.name = "bulk-4x4",
+     .label = "4 connections x 4 tunnels",
+     .n_figures = 1,
+     .unit = {"MB/s"},
+     .higher_better = 1,
+     .kinds = ALL_KINDS,
+     .run = run_bulk_case,
+     .conns = 4,
+     .channels = 16,
+     .upload = 1},
+    {.name = "echo-1",
+     .label = "echo 1 B round trip",
+     .n_figures = 2,
+     .figure = {"p50", "p99"},
+     .unit = {"us", "us"},
+     .goal = "<=1.10",
+     .kinds = ALL_KINDS,
+     .run = run_echo_case,
+     .message = 1},
+    {.name = "echo-1k",
+     .label = "echo 1 KiB round trip",
+     .n_figures = 2,
+     .figure = {"p50", "p99"},
+     .unit = {"us", "us"},
+     .goal = "<=1.10",
+     .kinds = ALL_KINDS,
+     .run = run_echo_case,
+     .message = 1024},
+    {.name = "setup",
+     .label = "tunnel setup, warm conn",
+     .n_figures = 1,
+     .unit = {"/s"},
+     .higher_better = 1,
+     .goal = ">=0.80",
+     .kinds = NO_NGHTTPX,
+     .run = run_setup_case},
+    {.name = "connect",
+     .label = "connection + 1st tunnel",
+     .n_figures = 1,
+     .unit = {"/s"},
+     .higher_better = 1,
+     .goal = ">=0.85",
+     .kinds = NO_NGHTTPX,
+     .run = run_connect_case},
+    {.name = "idle-tunnel",
+     .label = "memory per idle tunnel",
+     .n_figures = 2,
+     .figure = {"server", "client"},
+     .unit = {"KiB", "KiB"},
+     .goal = "<=1 KiB",
+     .kinds = KIND(TRANSPORT_HBONE),
+     .single_run = 1,
+     .run = run_idle_tunnel_case},
+    {.name = "idle-conn",
+     .label = "memory per idle conn",
+     .n_figures = 2,
+     .figure = {"server", "client"},
+     .unit = {"KiB", "KiB"},
+     .goal = "<=16 KiB",
+     .kinds = NO_NGHTTPX,
+     .single_run = 1,
+     .run = run_idle_conn_case},
+    {.name = "scale",
+     .label = "10k tunnels echoing",
+     .n_figures = 2,
+     .figure = {"", "server peak"},
+     .unit = {"MB/s", "MiB"},
+     .higher_better = 1,
+     .goal = "no errors",
+     .kinds = KIND(TRANSPORT_HBONE),
+     .single_run = 1,
+     .run = run_scale_case},
 };
-/* clang-format on */
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 
 /* --- output ------------------------------------------------------------------ */
@@ -338,38 +472,35 @@ static void print_header(FILE *f, const char *commit, const char *cpu)
             hbone_tls_aes_hw_accelerated() ? "yes" : "no");
 }
 
-static const char *figure_suffix(const bench_case *c, int k)
+static int has_ratio(const figure *f)
 {
-    if (c->n_figures == 1)
-        return "";
-    return k == 0 ? " p50" : " p99";
+    return f->have[TRANSPORT_HBONE] && f->have[TRANSPORT_TLS] && f->value[TRANSPORT_TLS] > 0;
 }
 
 static void print_table(const result *r, size_t n)
 {
-    printf("\n%-34s %10s %10s %10s %10s %12s %8s\n", "case", "tcp", "tls", "hbone", "nghttpx",
+    printf("\n%-40s %9s %9s %9s %9s %10s  %s\n", "case", "tcp", "tls", "hbone", "nghttpx",
            "hbone/tls", "goal");
     for (size_t i = 0; i < n; i++) {
         const bench_case *c = r[i].c;
         for (int k = 0; k < c->n_figures; k++) {
-            char label[64];
-            snprintf(label, sizeof(label), "%s%s (%s)", c->label, figure_suffix(c, k), c->unit);
-            printf("%-34s", label);
+            char label[80];
+            const char *fig = c->figure[k] && c->figure[k][0] ? c->figure[k] : NULL;
+            snprintf(label, sizeof(label), "%s%s%s (%s)", c->label, fig ? " " : "", fig ? fig : "",
+                     c->unit[k]);
+            printf("%-40s", label);
             const figure *f = &r[i].fig[k];
             for (int kind = 0; kind < N_KINDS; kind++) {
                 if (f->have[kind])
-                    printf(" %10.1f", f->value[kind]);
+                    printf(" %9.1f", f->value[kind]);
                 else
-                    printf(" %10s", "-");
+                    printf(" %9s", "-");
             }
-            if (f->have[TRANSPORT_HBONE] && f->have[TRANSPORT_TLS] && f->value[TRANSPORT_TLS] > 0)
-                printf(" %12.2f", f->value[TRANSPORT_HBONE] / f->value[TRANSPORT_TLS]);
+            if (has_ratio(f))
+                printf(" %10.2f", f->value[TRANSPORT_HBONE] / f->value[TRANSPORT_TLS]);
             else
-                printf(" %12s", "-");
-            if (c->goal > 0 && k == 0)
-                printf(" %s%.2f\n", c->higher_better ? ">=" : "<=", c->goal);
-            else
-                printf(" %8s\n", "");
+                printf(" %10s", "-");
+            printf("  %s\n", k == 0 && c->goal ? c->goal : "");
         }
     }
 }
@@ -391,9 +522,9 @@ static void write_json(const char *path, const result *r, size_t n, const char *
         const bench_case *c = r[i].c;
         for (int k = 0; k < c->n_figures; k++) {
             const figure *fig = &r[i].fig[k];
-            fprintf(f, "%s    {\"name\": \"%s%s\", \"unit\": \"%s\", \"results\": {",
-                    first ? "" : ",\n", c->name,
-                    c->n_figures == 1 ? "" : (k == 0 ? "-p50" : "-p99"), c->unit);
+            const char *name = c->figure[k] && c->figure[k][0] ? c->figure[k] : NULL;
+            fprintf(f, "%s    {\"name\": \"%s%s%s\", \"unit\": \"%s\", \"results\": {",
+                    first ? "" : ",\n", c->name, name ? "-" : "", name ? name : "", c->unit[k]);
             first = 0;
             int comma = 0;
             for (int kind = 0; kind < N_KINDS; kind++) {
@@ -403,12 +534,11 @@ static void write_json(const char *path, const result *r, size_t n, const char *
                 comma = 1;
             }
             fprintf(f, "}");
-            if (fig->have[TRANSPORT_HBONE] && fig->have[TRANSPORT_TLS] &&
-                fig->value[TRANSPORT_TLS] > 0)
+            if (has_ratio(fig))
                 fprintf(f, ", \"hbone_vs_tls\": %.4f",
                         fig->value[TRANSPORT_HBONE] / fig->value[TRANSPORT_TLS]);
-            if (c->goal > 0 && k == 0)
-                fprintf(f, ", \"goal\": \"%s%.2f\"", c->higher_better ? ">=" : "<=", c->goal);
+            if (c->goal && k == 0)
+                fprintf(f, ", \"goal\": \"%s\"", c->goal);
             fprintf(f, "}");
         }
     }
@@ -504,6 +634,12 @@ int main(int argc, char **argv)
         runs = quick ? 3 : 5;
     the_pki = &pki;
     signal(SIGPIPE, SIG_IGN);
+    /* Thousands of sockets in the memory and scale cases (children inherit). */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     if (strcmp(pki.dir, BENCH_DEFAULT_PKI) == 0) {
         char cmd[1024];
         snprintf(cmd, sizeof(cmd), "bash '%s' '%s' >/dev/null", BENCH_GEN_PKI, pki.dir);
@@ -535,13 +671,15 @@ int main(int argc, char **argv)
         server srv[N_KINDS];
         int active[N_KINDS] = {0};
         for (int kind = 0; kind < N_KINDS; kind++) {
-            active[kind] = !(kind == TRANSPORT_NGHTTPX && (!c->nghttpx_ok || !have_nghttpx)) &&
-                           (!only_kinds || (only_kinds & (1u << kind)));
+            active[kind] = (c->kinds & KIND(kind)) &&
+                           !(kind == TRANSPORT_NGHTTPX && !have_nghttpx) &&
+                           (!only_kinds || (only_kinds & KIND(kind)));
             if (active[kind])
                 server_start(&srv[kind], (transport_kind)kind);
         }
         static double samples[N_KINDS][2][MAX_RUNS];
-        for (int run = 0; run < runs; run++) {
+        int case_runs = c->single_run ? 1 : runs;
+        for (int run = 0; run < case_runs; run++) {
             for (int kind = 0; kind < N_KINDS; kind++) {
                 if (!active[kind])
                     continue;
@@ -549,7 +687,7 @@ int main(int argc, char **argv)
                 transport_kind client = kind == TRANSPORT_NGHTTPX ? TRANSPORT_HBONE : kind;
                 loop_init();
                 transport_init(client, &pki);
-                bench_target t = {client, srv[kind].address};
+                bench_target t = {client, srv[kind].address, (int)srv[kind].pid};
                 double out[2];
                 c->run(c, &t, out);
                 for (int k = 0; k < c->n_figures; k++)
@@ -561,7 +699,7 @@ int main(int argc, char **argv)
                 continue;
             server_stop(&srv[kind]);
             for (int k = 0; k < c->n_figures; k++) {
-                r->fig[k].value[kind] = quantile(samples[kind][k], (size_t)runs, 0.5);
+                r->fig[k].value[kind] = quantile(samples[kind][k], (size_t)case_runs, 0.5);
                 r->fig[k].have[kind] = 1;
             }
         }

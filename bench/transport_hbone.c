@@ -26,6 +26,7 @@ typedef struct hconn {
     hbone_io *io;
     int server;
     int closed;
+    int close_requested; /* by a channel: close after this round */
     struct hconn *next_client;
     struct htunnel *tunnels; /* to free when the connection goes */
 } hconn;
@@ -120,7 +121,11 @@ static void conn_handle(loop_source *src, uint32_t ready)
 
 static void conn_flush(loop_source *src)
 {
-    conn_handle(src, 0); /* 0: nothing ready, just send what waits */
+    hconn *hc = (hconn *)src;
+    if (hc->close_requested)
+        conn_close(hc);
+    else
+        conn_handle(src, 0); /* 0: nothing ready, just send what waits */
 }
 
 static hconn *conn_new(int fd, int server)
@@ -183,7 +188,16 @@ static void tunnel_shutdown(channel *ch)
     loop_mark_dirty(&t->hc->src);
 }
 
-static const channel_ops tunnel_ops = {tunnel_write, tunnel_consume, tunnel_shutdown};
+static void tunnel_close_connection(channel *ch)
+{
+    htunnel *t = ch->transport;
+    /* Not now: this may run inside the connection's own callback. */
+    t->hc->close_requested = 1;
+    loop_mark_dirty(&t->hc->src);
+}
+
+static const channel_ops tunnel_ops = {tunnel_write, tunnel_consume, tunnel_shutdown,
+                                       tunnel_close_connection};
 
 static htunnel *tunnel_new(hconn *hc, int32_t id)
 {
@@ -348,6 +362,25 @@ int hbone_transport_open(const char *address, size_t conns, size_t n,
         loop_mark_dirty(&hc->src);
     }
     free(opened);
+    return 0;
+}
+
+int hbone_transport_open_more(size_t n, void (*attach)(channel *ch, size_t index, void *arg),
+                              void *arg)
+{
+    hconn *hc = clients;
+    for (size_t i = 0; i < n; i++, hc = hc->next_client ? hc->next_client : clients) {
+        if (!hc)
+            return -1;
+        int32_t id;
+        int r = hbone_conn_tunnel_open(hc->conn, authority, sizeof(authority) - 1, NULL, NULL, NULL,
+                                       NULL, 0, &id);
+        if (r < 0)
+            return -1;
+        htunnel *t = tunnel_new(hc, id);
+        attach(&t->ch, i, arg);
+        loop_mark_dirty(&hc->src);
+    }
     return 0;
 }
 

@@ -278,7 +278,15 @@ static void stream_shutdown(channel *ch)
         do_shutdown(s);
 }
 
-static const channel_ops stream_ops = {stream_write, stream_consume, stream_shutdown};
+static void stream_close_connection(channel *ch)
+{
+    stream *s = ch->transport;
+    s->ch.on_close = NULL;
+    stream_close(s);
+}
+
+static const channel_ops stream_ops = {stream_write, stream_consume, stream_shutdown,
+                                       stream_close_connection};
 
 static void handshake(stream *s)
 {

@@ -5,19 +5,17 @@
 
 #include <hbone/error.h>
 
-/* Buffers start small and grow with traffic; a drained one above this size
- * is released so that idle tunnels cost little memory. */
+/* Buffers start small and grow with traffic; a drained one is released, so
+ * that an idle tunnel holds none (thousands of them idle on a node proxy;
+ * allocating again on the next write costs far less than the write). */
 #define OUT_FIRST_CAP 4096
-#define OUT_KEEP_IDLE 16384
 
 static void release_if_idle(const hb_mem *mem, hb_tunnel *t)
 {
     t->out_head = 0;
-    if (t->out_cap > OUT_KEEP_IDLE) {
-        hb_free(mem, t->out);
-        t->out = NULL;
-        t->out_cap = 0;
-    }
+    hb_free(mem, t->out);
+    t->out = NULL;
+    t->out_cap = 0;
 }
 
 /* Grow the ring to hold @p need bytes, unwrapping it into the new space. */

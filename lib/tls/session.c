@@ -13,9 +13,6 @@
 #include "tls/tls.h"
 
 #define ALPN_H2 "h2"
-/* A drained output buffer larger than this is released, so idle sessions
- * hold no ciphertext memory. */
-#define OUTPUT_KEEP_IDLE 4096
 /* Expected peer identities a client may list (ztunnel passes a handful). */
 #define MAX_EXPECTED_PEERS 64
 /* The longest chain a peer may present (leaf + intermediates). Istio sends
@@ -115,12 +112,11 @@ void hb_tls_output_consume(hb_tls *t, size_t n)
     size_t pending = t->out_len - t->out_off;
     t->out_off += n < pending ? n : pending;
     if (t->out_off == t->out_len) {
+        /* Drained: an idle session holds no ciphertext memory. */
         t->out_off = t->out_len = 0;
-        if (t->out_cap > OUTPUT_KEEP_IDLE) {
-            hb_free(&t->cfg->mem, t->out);
-            t->out = NULL;
-            t->out_cap = 0;
-        }
+        hb_free(&t->cfg->mem, t->out);
+        t->out = NULL;
+        t->out_cap = 0;
     }
 }
 
