@@ -10,7 +10,7 @@
  * allocating again on the next write costs far less than the write). */
 #define OUT_FIRST_CAP 4096
 
-static void release_if_idle(const hb_mem *mem, hb_tunnel *t)
+static void release_buffer(const hb_mem *mem, hb_tunnel *t)
 {
     t->out_head = 0;
     hb_free(mem, t->out);
@@ -27,9 +27,10 @@ static int grow(const hb_mem *mem, hb_tunnel *t, size_t need)
     uint8_t *grown = hb_malloc(mem, cap);
     if (!grown)
         return HBONE_ERR_NOMEM;
-    size_t first = t->out_len;
     if (t->out_len) {
-        first = t->out_cap - t->out_head < t->out_len ? t->out_cap - t->out_head : t->out_len;
+        size_t first = t->out_cap - t->out_head;
+        if (first > t->out_len)
+            first = t->out_len;
         memcpy(grown, t->out + t->out_head, first);
         memcpy(grown + first, t->out, t->out_len - first);
     }
@@ -42,6 +43,8 @@ static int grow(const hb_mem *mem, hb_tunnel *t, size_t need)
 
 int hb_tunnel_queue(const hb_mem *mem, hb_tunnel *t, const uint8_t *data, size_t len)
 {
+    if (len == 0)
+        return 0; /* and an empty ring may have no buffer to index */
     if (t->out_cap - t->out_len < len) {
         int r = grow(mem, t, t->out_len + len);
         if (r < 0)
@@ -66,14 +69,14 @@ size_t hb_tunnel_take(const hb_mem *mem, hb_tunnel *t, uint8_t *buf, size_t cap)
     t->out_head = (t->out_head + n) % t->out_cap;
     t->out_len -= n;
     if (t->out_len == 0)
-        release_if_idle(mem, t);
+        release_buffer(mem, t);
     return n;
 }
 
 void hb_tunnel_discard(const hb_mem *mem, hb_tunnel *t)
 {
     t->out_len = 0;
-    release_if_idle(mem, t);
+    release_buffer(mem, t);
 }
 
 int hb_tunnel_add_header(const hb_mem *mem, hb_tunnel *t, const uint8_t *name, size_t name_len,

@@ -339,6 +339,11 @@ START_TEST(tunnel_lifecycle_with_data_both_ways)
     ck_assert_str_eq(hbone_spiffe_id_str(hbone_conn_peer_id(p.server.conn), NULL),
                      "spiffe://cluster.local/ns/default/sa/client");
 
+    /* An empty write is no write, even before the tunnel has a buffer. */
+    size_t none = 1;
+    ck_assert_int_eq(hbone_conn_tunnel_write(p.client.conn, id, (const uint8_t *)"", 0, &none), 0);
+    ck_assert_uint_eq(none, 0);
+
     uint32_t sent = 2166136261u;
     size_t len = 3 * 1024 * 1024 + 17; /* below the 4 MiB window, above one buffer */
     write_all(&p, &p.client, id, len, &sent);

@@ -46,6 +46,20 @@ START_TEST(bytes_leave_in_order_across_wraps_and_growth)
 }
 END_TEST
 
+START_TEST(nothing_queued_on_an_empty_ring)
+{
+    /* A zero-length write on a tunnel that has no buffer yet. */
+    const hb_mem *mem = hb_mem_default();
+    hb_tunnel t;
+    memset(&t, 0, sizeof(t));
+    ck_assert_int_eq(hb_tunnel_queue(mem, &t, (const uint8_t *)"", 0), 0);
+    ck_assert_uint_eq(hb_tunnel_pending(&t), 0);
+    ck_assert_ptr_null(t.out);
+    uint8_t sink[4];
+    ck_assert_uint_eq(hb_tunnel_take(mem, &t, sink, sizeof(sink)), 0);
+}
+END_TEST
+
 START_TEST(a_drained_buffer_is_released)
 {
     const hb_mem *mem = hb_mem_default();
@@ -75,6 +89,7 @@ int main(void)
     TCase *tc = tcase_create("ring");
     tcase_add_test(tc, bytes_leave_in_order_across_wraps_and_growth);
     tcase_add_test(tc, a_drained_buffer_is_released);
+    tcase_add_test(tc, nothing_queued_on_an_empty_ring);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }
