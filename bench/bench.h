@@ -91,6 +91,14 @@ void hbone_transport_close_all(void);
 /* Read a whole file (NUL-terminated); dies if it cannot. */
 char *bench_read_file(const char *dir, const char *name, size_t *len);
 
+/* One side's credentials from the PKI: @p leaf "server" or "client". */
+typedef struct bench_creds {
+    char *chain, *key, *bundle;
+    size_t chain_len, key_len, bundle_len;
+} bench_creds;
+void bench_creds_load(bench_creds *c, const bench_pki *pki, const char *leaf);
+void bench_creds_free(bench_creds *c);
+
 /* --- the event loop ------------------------------------------------------------ */
 
 typedef struct loop_source loop_source;
@@ -119,6 +127,13 @@ void loop_mark_dirty(loop_source *s);
 /* Run rounds until *done is non-zero or @p deadline_us passes (0: none).
  * Returns 0, or -1 on timeout. */
 int loop_run_until(const int *done, uint64_t deadline_us);
+/* A server: call @p on_ready whenever @p listen_fd can accept, forever. */
+void loop_serve(int listen_fd, void (*on_ready)(loop_source *s, uint32_t ready))
+    __attribute__((noreturn));
+
+/* Write all @p len bytes at once or die: the small requests that start a
+ * workload always fit in an empty channel. */
+void channel_write_all(channel *ch, const void *data, size_t len);
 
 /* --- server workloads ------------------------------------------------------------ */
 

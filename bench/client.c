@@ -70,13 +70,12 @@ static void upload_more(channel *ch, client_work *w)
 static void start(client_work *w)
 {
     uint8_t header[9] = {(uint8_t)w->mode};
-    size_t len = 1, accepted = 0;
+    size_t len = 1;
     if (w->mode != WORK_ECHO) {
         put_u64(header + 1, w->expect);
         len = 9;
     }
-    if (w->ch->ops->write(w->ch, header, len, &accepted) < 0 || accepted != len)
-        die("could not send a %zu-byte request", len);
+    channel_write_all(w->ch, header, len);
     w->sent_header = 1;
     if (w->mode == WORK_SINK)
         upload_more(w->ch, w);
@@ -193,9 +192,7 @@ void run_echo(const bench_target *t, size_t message, size_t count, double *rtt_u
     for (size_t i = 0; i < count; i++) {
         round_trip_done = 0;
         uint64_t t0 = now_us();
-        size_t accepted = 0;
-        if (w->ch->ops->write(w->ch, pattern, message, &accepted) < 0 || accepted != message)
-            die("an echo message did not fit");
+        channel_write_all(w->ch, pattern, message);
         if (loop_run_until(&round_trip_done, now_us() + RUN_TIMEOUT_US) < 0)
             die("no echo within the timeout");
         rtt_us[i] = (double)(now_us() - t0);

@@ -174,3 +174,22 @@ int loop_run_until(const int *done, uint64_t deadline_us)
     }
     return 0;
 }
+
+void loop_serve(int listen_fd, void (*on_ready)(loop_source *s, uint32_t ready))
+{
+    static loop_source listener;
+    listener.fd = listen_fd;
+    listener.handle = on_ready;
+    if (loop_add(&listener, EPOLLIN, 0) < 0)
+        die("epoll: %s", strerror(errno));
+    static const int forever = 0;
+    loop_run_until(&forever, 0);
+    exit(0); /* not reached */
+}
+
+void channel_write_all(channel *ch, const void *data, size_t len)
+{
+    size_t accepted = 0;
+    if (ch->ops->write(ch, data, len, &accepted) < 0 || accepted != len)
+        die("could not send a %zu-byte request", len);
+}

@@ -130,6 +130,23 @@ uint64_t get_u64(const uint8_t *p)
     return v;
 }
 
+void bench_creds_load(bench_creds *c, const bench_pki *pki, const char *leaf)
+{
+    char chain[64], key[64];
+    snprintf(chain, sizeof(chain), "%s.chain.pem", leaf);
+    snprintf(key, sizeof(key), "%s.key", leaf);
+    c->chain = bench_read_file(pki->dir, chain, &c->chain_len);
+    c->key = bench_read_file(pki->dir, key, &c->key_len);
+    c->bundle = bench_read_file(pki->dir, "bundle-cluster.local.pem", &c->bundle_len);
+}
+
+void bench_creds_free(bench_creds *c)
+{
+    free(c->chain);
+    free(c->key);
+    free(c->bundle);
+}
+
 static int compare_doubles(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;

@@ -66,9 +66,7 @@ static void on_open(channel *ch, int ok)
     if (!ok)
         die("a tunnel was refused");
     static const uint8_t echo = WORK_ECHO;
-    size_t accepted;
-    if (ch->ops->write(ch, &echo, 1, &accepted) < 0 || accepted != 1)
-        die("could not start an echo");
+    channel_write_all(ch, &echo, 1);
     n_open++;
     pump(f);
 }

@@ -39,9 +39,7 @@ static void count_one(void)
 static void send_byte(slot *s)
 {
     static const uint8_t one = 'x';
-    size_t accepted;
-    if (s->ch->ops->write(s->ch, &one, 1, &accepted) < 0 || accepted != 1)
-        die("could not send one byte");
+    channel_write_all(s->ch, &one, 1);
 }
 
 static void on_open(channel *ch, int ok)
@@ -50,9 +48,7 @@ static void on_open(channel *ch, int ok)
     if (!ok)
         die("a channel was refused");
     static const uint8_t echo = WORK_ECHO;
-    size_t accepted;
-    if (ch->ops->write(ch, &echo, 1, &accepted) < 0 || accepted != 1)
-        die("could not start an echo");
+    channel_write_all(ch, &echo, 1);
     send_byte(s);
 }
 

@@ -48,19 +48,15 @@ static hbone_config *load_config(const bench_pki *pki, const char *leaf)
     hbone_config *cfg;
     if (hbone_config_new(&cfg, NULL) < 0)
         die("hbone_config_new failed");
-    char name[64], key_name[64];
-    snprintf(name, sizeof(name), "%s.chain.pem", leaf);
-    snprintf(key_name, sizeof(key_name), "%s.key", leaf);
-    size_t chain_len, key_len, ca_len;
-    char *chain = bench_read_file(pki->dir, name, &chain_len);
-    char *key = bench_read_file(pki->dir, key_name, &key_len);
-    char *ca = bench_read_file(pki->dir, "bundle-cluster.local.pem", &ca_len);
-    if (hbone_config_set_certificate(cfg, chain, chain_len, key, key_len) < 0 ||
-        hbone_config_add_trust_bundle(cfg, "cluster.local", 13, ca, ca_len) < 0)
+    bench_creds creds;
+    bench_creds_load(&creds, pki, leaf);
+    int r =
+        hbone_config_set_certificate(cfg, creds.chain, creds.chain_len, creds.key, creds.key_len);
+    if (r == 0)
+        r = hbone_config_add_trust_bundle(cfg, "cluster.local", 13, creds.bundle, creds.bundle_len);
+    if (r < 0)
         die("%s: %s", pki->dir, hbone_config_error_detail(cfg));
-    free(chain);
-    free(key);
-    free(ca);
+    bench_creds_free(&creds);
     return cfg;
 }
 
@@ -317,13 +313,7 @@ static void accept_ready(loop_source *src, uint32_t ready)
 
 void hbone_transport_serve(int listen_fd)
 {
-    static loop_source listener;
-    listener.fd = listen_fd;
-    listener.handle = accept_ready;
-    if (loop_add(&listener, EPOLLIN, 0) < 0)
-        die("epoll: %s", strerror(errno));
-    static const int forever = 0;
-    loop_run_until(&forever, 0);
+    loop_serve(listen_fd, accept_ready);
 }
 
 /* --- client ------------------------------------------------------------ */

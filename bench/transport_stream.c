@@ -60,14 +60,8 @@ static size_t n_clients;
 
 static void load_ctx(WOLFSSL_CTX **ctx, int server, const bench_pki *pki)
 {
-    char chain_name[64], key_name[64];
-    const char *leaf = server ? "server" : "client";
-    snprintf(chain_name, sizeof(chain_name), "%s.chain.pem", leaf);
-    snprintf(key_name, sizeof(key_name), "%s.key", leaf);
-    size_t chain_len, key_len, bundle_len;
-    char *chain = bench_read_file(pki->dir, chain_name, &chain_len);
-    char *key = bench_read_file(pki->dir, key_name, &key_len);
-    char *bundle = bench_read_file(pki->dir, "bundle-cluster.local.pem", &bundle_len);
+    bench_creds creds;
+    bench_creds_load(&creds, pki, server ? "server" : "client");
     *ctx = wolfSSL_CTX_new(server ? wolfTLSv1_3_server_method() : wolfTLSv1_3_client_method());
     if (!*ctx)
         die("wolfSSL_CTX_new failed");
@@ -76,16 +70,15 @@ static void load_ctx(WOLFSSL_CTX **ctx, int server, const bench_pki *pki)
     const int pem = WOLFSSL_FILETYPE_PEM;
     if (wolfSSL_CTX_set_cipher_list(*ctx, "TLS13-AES128-GCM-SHA256") != WOLFSSL_SUCCESS ||
         wolfSSL_CTX_set_groups(*ctx, groups, 1) != WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_use_certificate_chain_buffer_format(*ctx, (const unsigned char *)chain,
-                                                        (long)chain_len, pem) != WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_use_PrivateKey_buffer(*ctx, (const unsigned char *)key, (long)key_len, pem) !=
-            WOLFSSL_SUCCESS ||
-        wolfSSL_CTX_load_verify_buffer(*ctx, (const unsigned char *)bundle, (long)bundle_len,
-                                       pem) != WOLFSSL_SUCCESS)
+        wolfSSL_CTX_use_certificate_chain_buffer_format(*ctx, (const unsigned char *)creds.chain,
+                                                        (long)creds.chain_len,
+                                                        pem) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_use_PrivateKey_buffer(*ctx, (const unsigned char *)creds.key,
+                                          (long)creds.key_len, pem) != WOLFSSL_SUCCESS ||
+        wolfSSL_CTX_load_verify_buffer(*ctx, (const unsigned char *)creds.bundle,
+                                       (long)creds.bundle_len, pem) != WOLFSSL_SUCCESS)
         die("cannot load the TLS baseline's certificates from %s", pki->dir);
-    free(chain);
-    free(key);
-    free(bundle);
+    bench_creds_free(&creds);
     wolfSSL_CTX_set_verify(
         *ctx, WOLFSSL_VERIFY_PEER | (server ? WOLFSSL_VERIFY_FAIL_IF_NO_PEER_CERT : 0), NULL);
     if (server)
@@ -440,13 +433,7 @@ static void accept_ready(loop_source *src, uint32_t ready)
 
 void stream_transport_serve(int listen_fd)
 {
-    static loop_source listener;
-    listener.fd = listen_fd;
-    listener.handle = accept_ready;
-    if (loop_add(&listener, EPOLLIN, 0) < 0)
-        die("epoll: %s", strerror(errno));
-    static const int forever = 0;
-    loop_run_until(&forever, 0);
+    loop_serve(listen_fd, accept_ready);
 }
 
 /* --- client ------------------------------------------------------------ */
