@@ -78,7 +78,7 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     hb_tls *t = ctx;
     size_t n = (size_t)sz;
     size_t waiting = t->out_len - t->out_off;
-    if (t->out_cap - t->out_len < n && t->out_off >= waiting) {
+    if (t->out_cap - t->out_len < n && t->out_off > 0 && t->out_off >= waiting) {
         /* Reuse the space the caller already drained before growing, when
          * that moves no more than it frees: each byte moves about once. */
         memmove(t->out, t->out + t->out_off, t->out_len - t->out_off);
