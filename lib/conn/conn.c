@@ -80,8 +80,9 @@ struct hbone_conn {
     uint64_t glitch_tokens; /* in thousandths of a token */
     uint64_t glitch_refilled;
     int drain_ping_sent; /* server: waiting for the ACK before the final GOAWAY */
-    /* Plaintext frames waiting to fill a TLS record; allocated only while
-     * hbone_conn_output() frames, so an idle connection does not hold it. */
+    /* Plaintext frames waiting to fill a TLS record: a buffer on the stack
+     * of hbone_conn_output(), the only place frames are produced, so a
+     * connection holds none between calls and no call allocates one. */
     uint8_t *record;
     size_t record_len;
 };
@@ -446,19 +447,12 @@ static int flush_full_record(hbone_conn *c)
     return c->record_len == RECORD_PLAINTEXT ? flush_record(c) : 0;
 }
 
-static int have_record(hbone_conn *c)
-{
-    if (!c->record && !(c->record = hb_malloc(c->mem, RECORD_PLAINTEXT)))
-        return HBONE_ERR_NOMEM;
-    return 0;
-}
-
 /* Collect frames into full records; returns 1 to pause framing once enough
  * ciphertext is waiting for the transport. */
 static int on_send(void *ctx, const uint8_t *data, size_t len)
 {
     hbone_conn *c = ctx;
-    int r = have_record(c);
+    int r = 0;
     while (r == 0 && len > 0) {
         size_t room = RECORD_PLAINTEXT - c->record_len;
         size_t n = len < room ? len : room;
@@ -492,15 +486,15 @@ static int send_data(void *ctx, int32_t stream, const uint8_t *header, size_t pa
 {
     hbone_conn *c = ctx;
     hb_tunnel *t = find_tunnel(c, stream);
-    int r = have_record(c);
-    if (r == 0 && c->record_len + H2_FRAME_HEADER + payload_len > RECORD_PLAINTEXT)
-        r = flush_record(c);
-    if (r < 0)
-        return r;
+    if (c->record_len + H2_FRAME_HEADER + payload_len > RECORD_PLAINTEXT) {
+        int r = flush_record(c);
+        if (r < 0)
+            return r;
+    }
     memcpy(c->record + c->record_len, header, H2_FRAME_HEADER);
     c->record_len += H2_FRAME_HEADER;
     c->record_len += hb_tunnel_take(c->mem, t, c->record + c->record_len, payload_len);
-    r = flush_full_record(c);
+    int r = flush_full_record(c);
     if (r < 0)
         return r;
     /* Half empty before asking for more: large writes, few events. */
@@ -596,7 +590,6 @@ void hbone_conn_del(hbone_conn *c)
         remove_tunnel(c, c->tunnels);
     hb_h2_del(c->h2);
     hb_tls_del(c->tls);
-    hb_free(&cfg->mem, c->record);
     hb_free(&cfg->mem, c);
     hbone_config_del(cfg);
 }
@@ -715,10 +708,12 @@ const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len, uint64_t now_ms)
     if (c->handshake_done && ((!c->error && !c->closed) || c->flush_goaway)) {
         c->flush_goaway = 0;
         if (output_waiting(c) < OUTPUT_HIGH_WATER) {
+            uint8_t record[RECORD_PLAINTEXT];
+            c->record = record;
+            c->record_len = 0;
             int r = hb_h2_send(c->h2);
             if (r == 0)
                 r = flush_record(c);
-            hb_free(c->mem, c->record);
             c->record = NULL;
             if (r < 0) {
                 hb_detail_set(&c->detail, r, "sending failed: %s", hbone_strerror(r));

@@ -84,12 +84,37 @@ static void release_idle_buffer(hbone_io *io)
     }
 }
 
+/* Reads land here when nothing is held back: one buffer per thread, so that
+ * idle connections hold none and reads do not allocate. A callback that
+ * drives another connection's driver from inside input finds it in use and
+ * falls back to that connection's own buffer. */
+static _Thread_local uint8_t scratch[READ_BUFFER];
+static _Thread_local int scratch_in_use;
+
+/* Feed @p n bytes read into the scratch buffer; keep what is not taken. */
+static int feed_scratch(hbone_io *io, size_t n, uint64_t now_ms)
+{
+    size_t consumed = 0;
+    scratch_in_use = 1;
+    int r = hbone_conn_input(io->conn, scratch, n, &consumed, now_ms);
+    scratch_in_use = 0;
+    if (consumed < n) {
+        if (!io->in && !(io->in = hb_malloc(hb_mem_default(), READ_BUFFER)))
+            return HBONE_ERR_NOMEM;
+        memcpy(io->in, scratch + consumed, n - consumed);
+        io->in_len = n - consumed;
+    }
+    return r;
+}
+
 static int read_socket(hbone_io *io, uint64_t now_ms)
 {
-    if (!io->in && !(io->in = hb_malloc(hb_mem_default(), READ_BUFFER)))
-        return HBONE_ERR_NOMEM;
     for (int i = 0; i < READS_PER_CALL && !io->eof && io->in_len < READ_BUFFER; i++) {
-        ssize_t n = recv(io->fd, io->in + io->in_len, READ_BUFFER - io->in_len, 0);
+        int use_scratch = io->in_len == 0 && !scratch_in_use;
+        if (!use_scratch && !io->in && !(io->in = hb_malloc(hb_mem_default(), READ_BUFFER)))
+            return HBONE_ERR_NOMEM;
+        uint8_t *buf = use_scratch ? scratch : io->in + io->in_len;
+        ssize_t n = recv(io->fd, buf, READ_BUFFER - io->in_len, 0);
         if (n < 0) {
             if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)
                 break;
@@ -100,8 +125,13 @@ static int read_socket(hbone_io *io, uint64_t now_ms)
             io->eof = 1;
             break;
         }
-        io->in_len += (size_t)n;
-        int r = feed(io, now_ms);
+        int r;
+        if (use_scratch) {
+            r = feed_scratch(io, (size_t)n, now_ms);
+        } else {
+            io->in_len += (size_t)n;
+            r = feed(io, now_ms);
+        }
         if (r < 0)
             return r;
     }
