@@ -14,6 +14,7 @@
 #include "testlib.h"
 #include "tls/config.h"
 #include "tls/wolfssl.h"
+#include "raw_tls.h"
 #include "tls_pair.h"
 
 #define ID(sa) "spiffe://cluster.local/ns/default/sa/" sa
@@ -371,91 +372,6 @@ END_TEST
 
 /* --- a raw wolfSSL client, to play peers libhbone itself never is ------- */
 
-struct raw_client {
-    WOLFSSL_CTX *ctx;
-    WOLFSSL *ssl;
-    tl_queue to_server;   /* its output */
-    tl_queue from_server; /* its input */
-};
-
-static void raw_push(tl_queue *q, const void *data, size_t n)
-{
-    if (n == 0)
-        return;
-    if (q->cap - q->len < n) {
-        q->cap = (q->len + n) * 2;
-        q->buf = realloc(q->buf, q->cap);
-        ck_assert_ptr_nonnull(q->buf);
-    }
-    memcpy(q->buf + q->len, data, n);
-    q->len += n;
-}
-
-static int raw_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
-{
-    (void)ssl;
-    tl_queue *q = &((struct raw_client *)ctx)->from_server;
-    if (q->len == 0)
-        return WOLFSSL_CBIO_ERR_WANT_READ;
-    size_t n = (size_t)sz < q->len ? (size_t)sz : q->len;
-    memcpy(buf, q->buf, n);
-    memmove(q->buf, q->buf + n, q->len - n);
-    q->len -= n;
-    return (int)n;
-}
-
-static int raw_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
-{
-    (void)ssl;
-    raw_push(&((struct raw_client *)ctx)->to_server, buf, (size_t)sz);
-    return sz;
-}
-
-/* A TLS 1.3 client that presents "client" if @p with_cert, offers @p alpn
- * (NULL: no ALPN extension) and does not verify the server. */
-static void raw_client_init(struct raw_client *rc, int with_cert, const char *alpn)
-{
-    memset(rc, 0, sizeof(*rc));
-    rc->ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
-    ck_assert_ptr_nonnull(rc->ctx);
-    wolfSSL_CTX_set_verify(rc->ctx, WOLFSSL_VERIFY_NONE, NULL);
-    if (with_cert) {
-        size_t chain_len, key_len;
-        char *chain = tl_pki_read("client.chain.pem", &chain_len);
-        char *key = tl_pki_read("client.key", &key_len);
-        ck_assert_int_eq(
-            wolfSSL_CTX_use_certificate_chain_buffer_format(rc->ctx, (unsigned char *)chain,
-                                                            (long)chain_len, WOLFSSL_FILETYPE_PEM),
-            WOLFSSL_SUCCESS);
-        ck_assert_int_eq(wolfSSL_CTX_use_PrivateKey_buffer(rc->ctx, (unsigned char *)key,
-                                                           (long)key_len, WOLFSSL_FILETYPE_PEM),
-                         WOLFSSL_SUCCESS);
-        free(chain);
-        free(key);
-    }
-    rc->ssl = wolfSSL_new(rc->ctx);
-    ck_assert_ptr_nonnull(rc->ssl);
-    wolfSSL_SSLSetIORecv(rc->ssl, raw_recv);
-    wolfSSL_SSLSetIOSend(rc->ssl, raw_send);
-    wolfSSL_SetIOReadCtx(rc->ssl, rc);
-    wolfSSL_SetIOWriteCtx(rc->ssl, rc);
-    if (alpn) {
-        char list[64];
-        snprintf(list, sizeof(list), "%s", alpn);
-        ck_assert_int_eq(wolfSSL_UseALPN(rc->ssl, list, (unsigned)strlen(list),
-                                         WOLFSSL_ALPN_CONTINUE_ON_MISMATCH),
-                         WOLFSSL_SUCCESS);
-    }
-}
-
-static void raw_client_free(struct raw_client *rc)
-{
-    wolfSSL_free(rc->ssl);
-    wolfSSL_CTX_free(rc->ctx);
-    free(rc->to_server.buf);
-    free(rc->from_server.buf);
-}
-
 /* Run the raw client against a libhbone server; return the server's verdict. */
 static int raw_client_vs_server(int with_cert, const char *alpn, char *detail, size_t detail_len)
 {
@@ -477,7 +393,7 @@ static int raw_client_vs_server(int with_cert, const char *alpn, char *detail, s
         size_t out_len;
         const uint8_t *out = hb_tls_output(server, &out_len);
         if (out_len) {
-            raw_push(&rc.from_server, out, out_len);
+            raw_tls_push(&rc.from_server, out, out_len);
             hb_tls_output_consume(server, out_len);
         } else if (consumed == 0 && verdict == HBONE_ERR_AGAIN) {
             break; /* nobody has anything to say */
@@ -537,7 +453,7 @@ START_TEST(raw_client_with_everything_right_is_accepted)
             rc.to_server.len -= consumed;
         }
         const uint8_t *out = hb_tls_output(server, &out_len);
-        raw_push(&rc.from_server, out, out_len);
+        raw_tls_push(&rc.from_server, out, out_len);
         hb_tls_output_consume(server, out_len);
     }
     snprintf(detail, sizeof(detail), "%s", hb_tls_error_detail(server));
@@ -580,7 +496,7 @@ START_TEST(a_peer_that_does_not_read_is_held_back)
     for (int round = 0; round < 100 && wolfSSL_negotiate(rc.ssl) != WOLFSSL_SUCCESS; round++) {
         raw_to_conn(&rc, server);
         out = hbone_conn_output(server, &len, 0);
-        raw_push(&rc.from_server, out, len);
+        raw_tls_push(&rc.from_server, out, len);
         hbone_conn_output_consume(server, len);
     }
     raw_to_conn(&rc, server); /* the client's Finished */
@@ -593,7 +509,7 @@ START_TEST(a_peer_that_does_not_read_is_held_back)
         size_t offered = rc.to_server.len;
         held_back = offered - raw_to_conn(&rc, server);
         out = hbone_conn_output(server, &len, 0);
-        raw_push(&rc.from_server, out + seen, len - seen);
+        raw_tls_push(&rc.from_server, out + seen, len - seen);
         seen = len;
         (void)wolfSSL_read(rc.ssl, sink, sizeof(sink)); /* takes the reply */
     }
