@@ -24,7 +24,6 @@ typedef struct slot {
 static rate_kind mode;
 static const bench_target *target;
 static slot *slots;
-static size_t n_slots;
 static size_t started, completed, wanted;
 static int finished, warming;
 
@@ -120,7 +119,6 @@ double run_rate(const bench_target *t, rate_kind kind, size_t in_flight, size_t 
     slots = calloc(in_flight, sizeof(*slots));
     if (!slots)
         die("out of memory");
-    n_slots = in_flight;
     started = completed = 0;
     wanted = operations;
     finished = 0;
