@@ -11,8 +11,13 @@
 typedef struct bench_target {
     transport_kind kind;
     const char *address; /* where its server listens */
-    int server_pid;      /* for its memory figures */
+    int server_pid;      /* for its memory and CPU figures */
+    int server_pid2;     /* nghttpx in front of that server, or 0 */
 } bench_target;
+
+/* CPU time (user + system) of this process and of the target's server
+ * processes so far, in seconds. */
+double cpu_seconds(const bench_target *t);
 
 /* Move @p bytes_per_channel on each of @p channels (over @p conns
  * connections) at once, up (client -> sink) or down (server -> client).

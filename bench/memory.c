@@ -8,6 +8,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include "bench.h"
 #include "client.h"
@@ -46,6 +48,33 @@ static long proc_kib(int pid, const char *field)
     if (kib < 0)
         die("no %s in %s", field, path);
     return kib;
+}
+
+/* utime + stime of @p pid from /proc (fields 14 and 15), in seconds. */
+static double proc_cpu(int pid)
+{
+    char path[64], line[1024];
+    snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+    FILE *f = fopen(path, "r");
+    if (!f || !fgets(line, sizeof(line), f))
+        die("cannot read %s", path);
+    fclose(f);
+    /* The name (field 2) may hold spaces: count fields after its ')'. */
+    const char *p = strrchr(line, ')');
+    unsigned long utime = 0, stime = 0;
+    if (!p ||
+        sscanf(p + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &utime, &stime) != 2)
+        die("cannot parse %s", path);
+    return (double)(utime + stime) / (double)sysconf(_SC_CLK_TCK);
+}
+
+double cpu_seconds(const bench_target *t)
+{
+    struct rusage ru;
+    getrusage(RUSAGE_SELF, &ru);
+    double self = (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 +
+                  (double)ru.ru_stime.tv_sec + (double)ru.ru_stime.tv_usec / 1e6;
+    return self + proc_cpu(t->server_pid) + (t->server_pid2 ? proc_cpu(t->server_pid2) : 0);
 }
 
 static void pump(flow *f)
