@@ -127,6 +127,11 @@ void loop_mark_dirty(loop_source *s);
 /* Run rounds until *done is non-zero or @p deadline_us passes (0: none).
  * Returns 0, or -1 on timeout. */
 int loop_run_until(const int *done, uint64_t deadline_us);
+/* Sources watched now (removed ones no longer count). */
+size_t loop_source_count(void);
+/* If set, called at the end of every round, once removed sources' memory
+ * is released. */
+extern void (*loop_round_hook)(void);
 /* A server: call @p on_ready whenever @p listen_fd can accept, forever. */
 void loop_serve(int listen_fd, void (*on_ready)(loop_source *s, uint32_t ready))
     __attribute__((noreturn));

@@ -13,7 +13,14 @@ typedef struct bench_target {
     const char *address; /* where its server listens */
     int server_pid;      /* for its memory and CPU figures */
     int server_pid2;     /* nghttpx in front of that server, or 0 */
+    int server_control;  /* the control socket of the server at server_pid */
 } bench_target;
+
+/* Have the server at t->server_pid return its free heap pages to the
+ * system, and wait until it has. */
+void server_trim(const bench_target *t);
+/* Wait until the server has closed every connection and freed its memory. */
+void server_wait_no_connections(const bench_target *t);
 
 /* CPU time (user + system) of this process and of the target's server
  * processes so far, in seconds. */

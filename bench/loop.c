@@ -22,6 +22,9 @@ static size_t n_timed, cap_timed;
 /* Memory released at the end of the round (events may still name it). */
 static void **graveyard;
 static size_t n_graves, cap_graves;
+static size_t n_sources;
+
+void (*loop_round_hook)(void);
 
 uint64_t now_us(void)
 {
@@ -57,6 +60,7 @@ int loop_init(void)
     epfd = epoll_create1(EPOLL_CLOEXEC);
     dirty = NULL;
     n_timed = 0;
+    n_sources = 0;
     return epfd < 0 ? -1 : 0;
 }
 
@@ -68,6 +72,7 @@ int loop_add(loop_source *s, uint32_t events, int is_timed)
     s->timed = is_timed;
     if (epoll_ctl(epfd, EPOLL_CTL_ADD, s->fd, &ev) < 0)
         return -1;
+    n_sources++;
     if (is_timed) {
         if (n_timed == cap_timed)
             timed = grow(timed, &cap_timed, sizeof(*timed));
@@ -90,6 +95,7 @@ void loop_remove(loop_source *s)
     if (s->removed)
         return;
     s->removed = 1;
+    n_sources--;
     epoll_ctl(epfd, EPOLL_CTL_DEL, s->fd, NULL);
     for (size_t i = 0; s->timed && i < n_timed; i++) {
         if (timed[i] == s) {
@@ -127,6 +133,13 @@ static void end_round(void)
     for (size_t i = 0; i < n_graves; i++)
         free(graveyard[i]);
     n_graves = 0;
+    if (loop_round_hook)
+        loop_round_hook();
+}
+
+size_t loop_source_count(void)
+{
+    return n_sources;
 }
 
 /* Milliseconds to the earliest timer (-1: none), running those due. */

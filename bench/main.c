@@ -6,6 +6,7 @@
  *   hbone-bench [--quick] [--runs N] [--json FILE] [--pki DIR] [--case NAME]...
  */
 #include <errno.h>
+#include <malloc.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -14,6 +15,7 @@
 #include <string.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <sys/wait.h>
@@ -165,6 +167,7 @@ static double quantile(double *v, size_t n, double q)
 
 typedef struct server {
     pid_t pid, nghttpx;
+    int control; /* our end of the control socket of the child at pid */
     char address[64];
 } server;
 
@@ -179,25 +182,93 @@ static int listen_any(uint16_t *port)
     return fd;
 }
 
+/* The server's end of its control socket. The bench asks, one byte each:
+ * 'T': return free heap pages to the system (malloc_trim), so resident
+ * memory counts what live objects hold, not the high-water mark of the
+ * handshakes that were in flight;
+ * 'Z': answer once every connection is closed and its memory released.
+ * Each is answered with the same byte once done. */
+static loop_source control_source;
+static int answer_when_no_connections;
+
+static void control_answer(uint8_t byte)
+{
+    if (write(control_source.fd, &byte, 1) != 1)
+        _exit(0); /* the bench is gone */
+}
+
+/* After each round: the listener and the control socket are all that is left. */
+static void control_round(void)
+{
+    if (answer_when_no_connections && loop_source_count() <= 2) {
+        answer_when_no_connections = 0;
+        control_answer('Z');
+    }
+}
+
+static void control_ready(loop_source *s, uint32_t ready)
+{
+    (void)ready;
+    uint8_t byte;
+    if (read(s->fd, &byte, 1) != 1)
+        _exit(0);
+    if (byte == 'T') {
+        malloc_trim(0);
+        control_answer(byte);
+    } else if (byte == 'Z') {
+        answer_when_no_connections = 1; /* at the end of this round */
+    }
+}
+
 /* A child serving @p kind on a socket listening before the fork, so the
- * client can connect at once. */
-static pid_t spawn_child(transport_kind kind, int preamble, uint16_t *port)
+ * client can connect at once; *@p control receives the bench's end of the
+ * child's control socket. */
+static pid_t spawn_child(transport_kind kind, int preamble, uint16_t *port, int *control)
 {
     int fd = listen_any(port);
+    int pair[2];
+    if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, pair) < 0)
+        die("socketpair: %s", strerror(errno));
     pid_t pid = fork();
     if (pid < 0)
         die("fork: %s", strerror(errno));
     if (pid == 0) {
         prctl(PR_SET_PDEATHSIG, SIGTERM); /* never outlive the bench */
         signal(SIGPIPE, SIG_IGN);
+        close(pair[0]);
         loop_init();
+        control_source.fd = pair[1];
+        control_source.handle = control_ready;
+        if (loop_add(&control_source, EPOLLIN, 0) < 0)
+            die("epoll: %s", strerror(errno));
+        loop_round_hook = control_round;
         transport_init(kind, the_pki);
         server_http1_preamble = preamble;
         transport_serve(kind, fd);
         _exit(0);
     }
+    close(pair[1]);
     close(fd);
+    *control = pair[0];
     return pid;
+}
+
+static void server_ask(const bench_target *t, uint8_t byte)
+{
+    uint8_t answer;
+    if (write(t->server_control, &byte, 1) != 1 || read(t->server_control, &answer, 1) != 1 ||
+        answer != byte)
+        die("the server does not answer on its control socket");
+}
+
+void server_trim(const bench_target *t)
+{
+    server_ask(t, 'T');
+}
+
+void server_wait_no_connections(const bench_target *t)
+{
+    server_ask(t, 'Z');
 }
 
 /* nghttpx tells systemd when it listens; we play systemd. */
@@ -265,10 +336,10 @@ static void server_start(server *s, transport_kind kind)
     memset(s, 0, sizeof(*s));
     uint16_t port;
     if (kind == TRANSPORT_NGHTTPX) {
-        s->pid = spawn_child(TRANSPORT_TCP, 1, &port);
+        s->pid = spawn_child(TRANSPORT_TCP, 1, &port, &s->control);
         s->nghttpx = spawn_nghttpx(port, &port);
     } else {
-        s->pid = spawn_child(kind, 0, &port);
+        s->pid = spawn_child(kind, 0, &port, &s->control);
     }
     snprintf(s->address, sizeof(s->address), "127.0.0.1:%u", (unsigned)port);
 }
@@ -282,6 +353,7 @@ static void server_stop(server *s)
             waitpid(pids[i], NULL, 0);
         }
     }
+    close(s->control);
 }
 
 /* --- cases ------------------------------------------------------------------ */
@@ -713,7 +785,7 @@ int main(int argc, char **argv)
                 loop_init();
                 transport_init(client, &pki);
                 bench_target t = {client, srv[kind].address, (int)srv[kind].pid,
-                                  (int)srv[kind].nghttpx};
+                                  (int)srv[kind].nghttpx, srv[kind].control};
                 double out[2];
                 c->run(c, &t, out);
                 for (int k = 0; k < c->n_figures; k++)

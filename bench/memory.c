@@ -4,6 +4,7 @@
  * connection (the server process's and this client's growth, divided), and
  * many tunnels at once with data checked byte for byte.
  */
+#include <malloc.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,9 +24,9 @@ typedef struct flow {
 } flow;
 
 static flow *flows;
-static size_t n_flows, n_open, n_done;
+static size_t n_flows, n_open, n_done, n_closed;
 static uint64_t flow_bytes; /* per flow, echoed back */
-static int all_done;
+static int all_done, all_closed;
 
 /* VmRSS or VmHWM of @p pid (0: this process), in KiB. */
 static long proc_kib(int pid, const char *field)
@@ -124,6 +125,7 @@ static void on_close(channel *ch)
     f->ch = NULL;
     if (!f->done)
         die("a tunnel closed before its echo came back");
+    all_closed = ++n_closed == n_flows;
 }
 
 static void attach(channel *ch, size_t index, void *arg)
@@ -145,7 +147,7 @@ static void prepare(size_t capacity, uint64_t bytes)
     flows = calloc(capacity, sizeof(*flows));
     if (!flows)
         die("out of memory");
-    n_flows = n_open = n_done = 0;
+    n_flows = n_open = n_done = n_closed = 0;
     flow_bytes = bytes;
     if (bytes > BENCH_PATTERN)
         die("a flow echoes at most %d bytes", BENCH_PATTERN);
@@ -169,26 +171,70 @@ static void open_flows(const bench_target *t, size_t conns, size_t n)
     wait_all();
 }
 
+/* Resident memory of the server and of this process once each has returned
+ * its free heap pages to the system: what live objects hold. */
+static void resident(const bench_target *t, long *server_kib, long *client_kib)
+{
+    static const int now = 1;
+    loop_run_until(&now, 0); /* release what closed sources left */
+    server_trim(t);
+    malloc_trim(0);
+    *server_kib = proc_kib(t->server_pid, "VmRSS");
+    *client_kib = proc_kib(0, "VmRSS");
+}
+
+/* HBONE: end every tunnel (each echo ends when its client ends), leaving
+ * the connections without any. */
+static void end_tunnels(void)
+{
+    for (size_t i = 0; i < n_flows; i++)
+        flows[i].ch->ops->shutdown(flows[i].ch);
+    all_closed = n_closed == n_flows;
+    if (loop_run_until(&all_closed, now_us() + TIMEOUT_US) < 0)
+        die("%zu of %zu tunnels closed in time", n_closed, n_flows);
+}
+
+/* Idle connections: each proved with one echoed channel first. Over HBONE
+ * that tunnel then ends, so the connection carries none (tunnels are
+ * counted by the idle-tunnel case). */
+static void open_idle_connections(const bench_target *t, size_t conns)
+{
+    prepare(conns, 1);
+    open_flows(t, conns, conns);
+    if (t->kind == TRANSPORT_HBONE)
+        end_tunnels();
+}
+
 void run_idle_memory(const bench_target *t, size_t conns, size_t tunnels, double *server_kib,
                      double *client_kib)
 {
-    prepare(conns + tunnels, 1);
-    long server0 = proc_kib(t->server_pid, "VmRSS"), client0 = proc_kib(0, "VmRSS");
-    open_flows(t, conns, conns); /* each connection with one echoed channel */
+    long server0, client0, server1, client1;
+    resident(t, &server0, &client0);
     size_t counted = conns;
     if (tunnels) {
         /* Per tunnel: growth beyond the connections, on those connections. */
-        server0 = proc_kib(t->server_pid, "VmRSS");
-        client0 = proc_kib(0, "VmRSS");
+        prepare(conns + tunnels, 1);
+        open_flows(t, conns, conns);
+        resident(t, &server0, &client0);
         size_t first = n_flows;
         n_flows += tunnels;
         if (hbone_transport_open_more(tunnels, attach, (void *)(uintptr_t)first) < 0)
             die("cannot open tunnels");
         wait_all();
         counted = tunnels;
+    } else {
+        /* Open and close the same connections once first: the measured ones
+         * then land in memory that was used before, as in a server that has
+         * run for a while. In untouched pages, the parts of large buffers
+         * nothing ever writes would not count, which flatters. */
+        open_idle_connections(t, conns);
+        transport_close_all();
+        server_wait_no_connections(t);
+        open_idle_connections(t, conns);
     }
-    *server_kib = (double)(proc_kib(t->server_pid, "VmRSS") - server0) / (double)counted;
-    *client_kib = (double)(proc_kib(0, "VmRSS") - client0) / (double)counted;
+    resident(t, &server1, &client1);
+    *server_kib = (double)(server1 - server0) / (double)counted;
+    *client_kib = (double)(client1 - client0) / (double)counted;
     transport_close_all();
 }
 

@@ -48,10 +48,16 @@ typedef struct stream {
     /* TLS: records waiting for the socket. */
     uint8_t *out;
     size_t out_off, out_len, out_cap;
-    /* TLS: bytes read from the socket, not yet taken by wolfSSL. */
+    /* TLS: bytes read from the socket, not yet taken by wolfSSL: in
+     * shared_input during the stream's turn, else its own copy or NULL. */
     uint8_t *in;
     size_t in_off, in_len;
 } stream;
+
+/* TLS input is read into one buffer for all streams, as libhbone's io driver
+ * reads; a stream keeps a copy of its own only of what is left when its turn
+ * ends, so an idle one holds no input buffer. */
+static uint8_t shared_input[TLS_READ_BUFFER];
 
 static WOLFSSL_CTX *client_ctx, *server_ctx;
 static transport_kind active_kind;
@@ -117,7 +123,9 @@ static void stream_close(stream *s)
     if (s->ch.on_close)
         s->ch.on_close(&s->ch);
     free(s->out);
-    free(s->in);
+    if (s->in != shared_input)
+        free(s->in);
+    s->in = NULL;
     loop_free_later(s);
 }
 
@@ -190,8 +198,10 @@ static int tls_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     (void)ssl;
     stream *s = ctx;
     if (s->in_off == s->in_len) {
-        if (!s->in && !(s->in = malloc(TLS_READ_BUFFER)))
-            die("out of memory");
+        if (s->in != shared_input)
+            free(s->in);
+        s->in = shared_input;
+        s->in_off = s->in_len = 0;
         ssize_t n = recv(s->src.fd, s->in, TLS_READ_BUFFER, 0);
         if (n == 0)
             return WOLFSSL_CBIO_ERR_CONN_CLOSE;
@@ -219,7 +229,10 @@ static void flush_output(stream *s)
         }
         s->out_off += (size_t)n;
     }
-    s->out_off = s->out_len = 0;
+    /* Drained: like a libhbone session, an idle stream holds no output. */
+    free(s->out);
+    s->out = NULL;
+    s->out_off = s->out_len = s->out_cap = 0;
     if (s->shut_wanted) {
         s->shut_wanted = 0;
         do_shutdown(s);
@@ -354,9 +367,25 @@ static void stream_flush(loop_source *src)
         update_interest(s);
 }
 
-static void stream_handle(loop_source *src, uint32_t ready)
+/* The end of a stream's turn: what it read and did not use moves out of
+ * shared_input. */
+static void keep_leftover_input(stream *s)
 {
-    stream *s = (stream *)src;
+    if (s->closed || s->in != shared_input)
+        return;
+    size_t left = s->in_len - s->in_off;
+    s->in = NULL;
+    if (left) {
+        if (!(s->in = malloc(left)))
+            die("out of memory");
+        memcpy(s->in, shared_input + s->in_off, left);
+    }
+    s->in_off = 0;
+    s->in_len = left;
+}
+
+static void stream_turn(stream *s, uint32_t ready)
+{
     if (!s->open && s->ssl) {
         handshake(s); /* wolfSSL reports a failed connect as an error */
         /* Data that came with the last handshake flight is already read. */
@@ -384,6 +413,13 @@ static void stream_handle(loop_source *src, uint32_t ready)
         read_input(s);
     if (!s->closed)
         update_interest(s);
+}
+
+static void stream_handle(loop_source *src, uint32_t ready)
+{
+    stream *s = (stream *)src;
+    stream_turn(s, ready);
+    keep_leftover_input(s);
 }
 
 static stream *stream_new(int fd, int server)

@@ -1,8 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+#define _DEFAULT_SOURCE /* MADV_DONTNEED: POSIX_MADV_DONTNEED does nothing on Linux */
 #include "common/mem.h"
 
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <hbone/error.h>
 
@@ -67,4 +71,17 @@ char *hb_strndup(const hb_mem *mem, const char *s, size_t len)
         memcpy(copy, s, len);
     copy[len] = '\0';
     return copy;
+}
+
+void hb_mem_discard_pages(void *ptr, size_t len)
+{
+    static uintptr_t page;
+    if (!page)
+        page = (uintptr_t)sysconf(_SC_PAGESIZE);
+    uintptr_t start = ((uintptr_t)ptr + page - 1) & ~(page - 1);
+    uintptr_t end = ((uintptr_t)ptr + len) & ~(page - 1);
+    /* Advice only: memory that cannot be discarded (locked, huge pages)
+     * simply stays, with the same unspecified contents. */
+    if (end > start)
+        (void)madvise((void *)start, end - start, MADV_DONTNEED);
 }

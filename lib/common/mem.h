@@ -7,8 +7,7 @@
 
 #include <hbone/mem.h>
 
-/* Public hbone_mem is this struct; its layout matches nghttp2_mem so a
- * connection can hand it to nghttp2 unchanged. */
+/* Public hbone_mem is this struct. */
 struct hbone_mem {
     void *user_data;
     hbone_malloc_cb malloc_cb;
@@ -48,6 +47,11 @@ static inline void hb_free(const hb_mem *mem, void *ptr)
     if (ptr)
         mem->free_cb(ptr, mem->user_data);
 }
+
+/* Hand the whole pages inside [@p ptr, @p ptr + @p len) back to the
+ * kernel: for a fresh allocation whose contents nobody needs yet. They
+ * read as zero afterwards and cost memory again only once written. */
+void hb_mem_discard_pages(void *ptr, size_t len);
 
 /* Copy @p len bytes into a new NUL-terminated allocation. */
 char *hb_strndup(const hb_mem *mem, const char *s, size_t len);
