@@ -127,6 +127,9 @@ void loop_mark_dirty(loop_source *s);
 /* Run rounds until *done is non-zero or @p deadline_us passes (0: none).
  * Returns 0, or -1 on timeout. */
 int loop_run_until(const int *done, uint64_t deadline_us);
+/* The time this round of the loop started handling events (what handlers
+ * pass on as "now"). */
+uint64_t loop_now_us(void);
 /* Sources watched now (removed ones no longer count). */
 size_t loop_source_count(void);
 /* If set, called at the end of every round, once removed sources' memory

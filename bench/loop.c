@@ -23,6 +23,10 @@ static size_t n_timed, cap_timed;
 static void **graveyard;
 static size_t n_graves, cap_graves;
 static size_t n_sources;
+/* The time of this round: read once when epoll_wait returns, as event
+ * loops do, rather than by every handler. */
+static uint64_t round_time_us;
+static int running; /* inside loop_run_until */
 
 void (*loop_round_hook)(void);
 
@@ -137,6 +141,11 @@ static void end_round(void)
         loop_round_hook();
 }
 
+uint64_t loop_now_us(void)
+{
+    return running ? round_time_us : now_us();
+}
+
 size_t loop_source_count(void)
 {
     return n_sources;
@@ -145,7 +154,7 @@ size_t loop_source_count(void)
 /* Milliseconds to the earliest timer (-1: none), running those due. */
 static int run_timers(void)
 {
-    uint64_t now = now_us(), first = 0;
+    uint64_t now = round_time_us, first = 0;
     for (size_t i = 0; i < n_timed; i++) {
         loop_source *s = timed[i];
         if (s->deadline_us && s->deadline_us <= now)
@@ -161,6 +170,8 @@ static int run_timers(void)
 int loop_run_until(const int *done, uint64_t deadline_us)
 {
     struct epoll_event events[MAX_EVENTS];
+    round_time_us = now_us();
+    running = 1;
     end_round();
     while (!*done) {
         int timeout = run_timers();
@@ -168,16 +179,18 @@ int loop_run_until(const int *done, uint64_t deadline_us)
         if (*done)
             break;
         if (deadline_us) {
-            uint64_t now = now_us();
-            if (now >= deadline_us)
+            if (round_time_us >= deadline_us) {
+                running = 0;
                 return -1;
-            int left = (int)((deadline_us - now) / 1000) + 1;
+            }
+            int left = (int)((deadline_us - round_time_us) / 1000) + 1;
             if (timeout < 0 || left < timeout)
                 timeout = left;
         }
         int n = epoll_wait(epfd, events, MAX_EVENTS, timeout);
         if (n < 0 && errno != EINTR)
             die("epoll_wait: %s", strerror(errno));
+        round_time_us = now_us();
         for (int i = 0; i < n; i++) {
             loop_source *s = events[i].data.ptr;
             if (!s->removed)
@@ -185,6 +198,7 @@ int loop_run_until(const int *done, uint64_t deadline_us)
         }
         end_round();
     }
+    running = 0;
     return 0;
 }
 

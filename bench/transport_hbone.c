@@ -64,14 +64,20 @@ static hbone_config *load_config(const bench_pki *pki, const char *leaf)
 
 static void tunnel_free(htunnel *t);
 
+/* libhbone's clock: the loop's, read once per round. */
+static uint64_t now_ms(void)
+{
+    return loop_now_us() / 1000u;
+}
+
 static void sync_loop(hconn *hc)
 {
-    uint64_t now = hbone_io_now_ms();
+    uint64_t now = now_ms();
     int ev = hbone_io_events(hc->io, now);
     loop_update(&hc->src,
                 (ev & HBONE_IO_READ ? EPOLLIN : 0) | (ev & HBONE_IO_WRITE ? EPOLLOUT : 0));
     int t = hbone_io_timeout_ms(hc->io, now);
-    hc->src.deadline_us = t < 0 ? 0 : now_us() + (uint64_t)t * 1000u;
+    hc->src.deadline_us = t < 0 ? 0 : loop_now_us() + (uint64_t)t * 1000u;
 }
 
 static void conn_close(hconn *hc)
@@ -105,7 +111,7 @@ static void conn_handle(loop_source *src, uint32_t ready)
     hconn *hc = (hconn *)src;
     int bits = (ready & (EPOLLIN | EPOLLHUP | EPOLLERR) ? HBONE_IO_READ : 0) |
                (ready & EPOLLOUT ? HBONE_IO_WRITE : 0);
-    if (hbone_io_handle(hc->io, bits, hbone_io_now_ms()) == HBONE_ERR_CLOSED) {
+    if (hbone_io_handle(hc->io, bits, now_ms()) == HBONE_ERR_CLOSED) {
         const char *why = hbone_conn_error_detail(hc->conn);
         if (why[0])
             fprintf(stderr, "hbone-bench: HBONE connection failed: %s\n", why);
@@ -131,8 +137,8 @@ static hconn *conn_new(int fd, int server)
         die("out of memory");
     hc->server = server;
     hbone_config *cfg = server ? server_cfg : client_cfg;
-    int r = server ? hbone_conn_server_new(&hc->conn, cfg, callbacks, hc, hbone_io_now_ms())
-                   : hbone_conn_client_new(&hc->conn, cfg, callbacks, hc, hbone_io_now_ms());
+    int r = server ? hbone_conn_server_new(&hc->conn, cfg, callbacks, hc, now_ms())
+                   : hbone_conn_client_new(&hc->conn, cfg, callbacks, hc, now_ms());
     if (r < 0)
         die("hbone_conn_new: %s", hbone_strerror(r));
     if (!server) {

@@ -10,10 +10,16 @@
  * allocating again on the next write costs far less than the write). */
 #define OUT_FIRST_CAP 4096
 
+static void free_ring(const hb_mem *mem, uint8_t *ring)
+{
+    if (ring)
+        hb_free(mem, ring - HB_TUNNEL_HEADROOM);
+}
+
 static void release_buffer(const hb_mem *mem, hb_tunnel *t)
 {
     t->out_head = 0;
-    hb_free(mem, t->out);
+    free_ring(mem, t->out);
     t->out = NULL;
     t->out_cap = 0;
 }
@@ -24,9 +30,10 @@ static int grow(const hb_mem *mem, hb_tunnel *t, size_t need)
     size_t cap = t->out_cap ? t->out_cap : OUT_FIRST_CAP;
     while (cap < need)
         cap *= 2;
-    uint8_t *grown = hb_malloc(mem, cap);
-    if (!grown)
+    uint8_t *allocation = hb_malloc(mem, HB_TUNNEL_HEADROOM + cap);
+    if (!allocation)
         return HBONE_ERR_NOMEM;
+    uint8_t *grown = allocation + HB_TUNNEL_HEADROOM;
     if (t->out_len) {
         size_t first = t->out_cap - t->out_head;
         if (first > t->out_len)
@@ -34,7 +41,7 @@ static int grow(const hb_mem *mem, hb_tunnel *t, size_t need)
         memcpy(grown, t->out + t->out_head, first);
         memcpy(grown + first, t->out, t->out_len - first);
     }
-    hb_free(mem, t->out);
+    free_ring(mem, t->out);
     t->out = grown;
     t->out_cap = cap;
     t->out_head = 0;
@@ -58,6 +65,30 @@ int hb_tunnel_queue(const hb_mem *mem, hb_tunnel *t, const uint8_t *data, size_t
     return 0;
 }
 
+uint8_t *hb_tunnel_peek(hb_tunnel *t, size_t *len, size_t *room)
+{
+    *len = *room = 0;
+    if (t->out_len == 0)
+        return NULL;
+    size_t to_end = t->out_cap - t->out_head;
+    if (t->out_len > to_end) {
+        *len = to_end;
+        *room = t->out_cap - t->out_len; /* between the wrapped end and the head */
+    } else {
+        *len = t->out_len;
+        *room = HB_TUNNEL_HEADROOM + t->out_head;
+    }
+    return t->out + t->out_head;
+}
+
+void hb_tunnel_skip(const hb_mem *mem, hb_tunnel *t, size_t n)
+{
+    t->out_head = (t->out_head + n) % t->out_cap;
+    t->out_len -= n;
+    if (t->out_len == 0)
+        release_buffer(mem, t);
+}
+
 size_t hb_tunnel_take(const hb_mem *mem, hb_tunnel *t, uint8_t *buf, size_t cap)
 {
     size_t n = t->out_len < cap ? t->out_len : cap;
@@ -66,10 +97,7 @@ size_t hb_tunnel_take(const hb_mem *mem, hb_tunnel *t, uint8_t *buf, size_t cap)
     size_t first = t->out_cap - t->out_head < n ? t->out_cap - t->out_head : n;
     memcpy(buf, t->out + t->out_head, first);
     memcpy(buf + first, t->out, n - first);
-    t->out_head = (t->out_head + n) % t->out_cap;
-    t->out_len -= n;
-    if (t->out_len == 0)
-        release_buffer(mem, t);
+    hb_tunnel_skip(mem, t, n);
     return n;
 }
 
@@ -117,6 +145,6 @@ void hb_tunnel_forget_request(const hb_mem *mem, hb_tunnel *t)
 void hb_tunnel_free(const hb_mem *mem, hb_tunnel *t)
 {
     hb_tunnel_forget_request(mem, t);
-    hb_free(mem, t->out);
+    free_ring(mem, t->out);
     hb_free(mem, t);
 }

@@ -32,7 +32,8 @@ typedef struct hb_tunnel {
     int status;             /* client: :status being received */
     size_t unconsumed;      /* delivered, not yet consumed by the application */
     /* Bytes the application wrote, not yet framed: a ring, so that taking
-     * from the front never moves what is left. */
+     * from the front never moves what is left. Its allocation starts
+     * HB_TUNNEL_HEADROOM bytes before out. */
     uint8_t *out;
     size_t out_head, out_len, out_cap;
     /* Server: the request, kept until it is answered. */
@@ -43,10 +44,21 @@ typedef struct hb_tunnel {
     size_t header_bytes;
 } hb_tunnel;
 
+/* Free bytes kept in front of the ring, so that there is always room for
+ * an HTTP/2 frame header right before the first queued byte of an
+ * unwrapped ring (see hb_tunnel_peek). */
+#define HB_TUNNEL_HEADROOM 16
+
 /* Append bytes to the tunnel's outgoing buffer, growing it. */
 int hb_tunnel_queue(const hb_mem *mem, hb_tunnel *t, const uint8_t *data, size_t len);
 /* Move up to @p cap queued bytes into @p buf; returns the count. */
 size_t hb_tunnel_take(const hb_mem *mem, hb_tunnel *t, uint8_t *buf, size_t cap);
+/* The queued bytes in place: returns the first one (NULL when none are
+ * queued); *@p len receives how many follow it contiguously, *@p room how
+ * many free bytes directly precede it, which may be written. */
+uint8_t *hb_tunnel_peek(hb_tunnel *t, size_t *len, size_t *room);
+/* Drop @p n queued bytes from the front (n <= hb_tunnel_pending). */
+void hb_tunnel_skip(const hb_mem *mem, hb_tunnel *t, size_t n);
 static inline size_t hb_tunnel_pending(const hb_tunnel *t)
 {
     return t->out_len;

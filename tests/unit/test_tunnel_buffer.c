@@ -4,6 +4,7 @@
  * went in across wraps and growth, and a drained large buffer is released.
  */
 #include <check.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -42,7 +43,76 @@ START_TEST(bytes_leave_in_order_across_wraps_and_growth)
     }
     ck_assert_mem_eq(in, out, sizeof(in));
     ck_assert_uint_gt(peak, 16384); /* it did grow, and wrap, on the way */
-    hb_free(mem, t.out);
+    ck_assert_ptr_null(t.out);
+}
+END_TEST
+
+/* What hb_tunnel_peek calls free room before the front may be written (a
+ * frame header goes there): scribbling over all of it at every step never
+ * touches a queued byte, and the bytes it shows are the front in order. */
+START_TEST(room_before_the_front_is_free)
+{
+    const hb_mem *mem = hb_mem_default();
+    hb_tunnel t;
+    memset(&t, 0, sizeof(t));
+    static uint8_t in[1 << 20], out[1 << 20];
+    for (size_t i = 0; i < sizeof(in); i++)
+        in[i] = (uint8_t)(i * 131 + (i >> 8));
+    size_t queued = 0, taken = 0, min_room = SIZE_MAX, wrapped_peeks = 0;
+    unsigned seed = 7;
+    while (taken < sizeof(in)) {
+        size_t n = (size_t)(rand_r(&seed) % 20000);
+        if (queued < sizeof(in) && rand_r(&seed) % 2) {
+            if (n > sizeof(in) - queued)
+                n = sizeof(in) - queued;
+            ck_assert_int_eq(hb_tunnel_queue(mem, &t, in + queued, n), 0);
+            queued += n;
+            continue;
+        }
+        size_t len, room;
+        uint8_t *front = hb_tunnel_peek(&t, &len, &room);
+        if (queued == taken) {
+            ck_assert_ptr_null(front);
+            continue;
+        }
+        ck_assert_uint_gt(len, 0);
+        ck_assert_uint_le(len, queued - taken);
+        wrapped_peeks += len < queued - taken;
+        if (room < min_room)
+            min_room = room;
+        memset(front - room, 0xEE, room);
+        if (n > len)
+            n = len;
+        memcpy(out + taken, front, n);
+        hb_tunnel_skip(mem, &t, n);
+        taken += n;
+    }
+    ck_assert_mem_eq(in, out, sizeof(in));
+    ck_assert_uint_gt(wrapped_peeks, 0);
+    ck_assert_ptr_null(t.out);
+}
+END_TEST
+
+/* An unwrapped ring always has room for a frame header before its front,
+ * even when the front is the first byte of the buffer. */
+START_TEST(an_unwrapped_front_has_room_for_a_frame_header)
+{
+    const hb_mem *mem = hb_mem_default();
+    hb_tunnel t;
+    memset(&t, 0, sizeof(t));
+    uint8_t data[100] = {1, 2, 3};
+    ck_assert_int_eq(hb_tunnel_queue(mem, &t, data, sizeof(data)), 0);
+    size_t len, room;
+    ck_assert_ptr_eq(hb_tunnel_peek(&t, &len, &room), t.out);
+    ck_assert_uint_eq(len, sizeof(data));
+    ck_assert_uint_ge(room, 9);
+    hb_tunnel_skip(mem, &t, 40);
+    ck_assert_ptr_eq(hb_tunnel_peek(&t, &len, &room), t.out + 40);
+    ck_assert_uint_eq(len, 60);
+    ck_assert_uint_eq(room, HB_TUNNEL_HEADROOM + 40);
+    hb_tunnel_discard(mem, &t);
+    ck_assert_ptr_null(hb_tunnel_peek(&t, &len, &room));
+    ck_assert_uint_eq(len, 0);
 }
 END_TEST
 
@@ -90,6 +160,8 @@ int main(void)
     tcase_add_test(tc, bytes_leave_in_order_across_wraps_and_growth);
     tcase_add_test(tc, a_drained_buffer_is_released);
     tcase_add_test(tc, nothing_queued_on_an_empty_ring);
+    tcase_add_test(tc, room_before_the_front_is_free);
+    tcase_add_test(tc, an_unwrapped_front_has_room_for_a_frame_header);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }
