@@ -726,7 +726,8 @@ const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len, uint64_t now_ms)
     }
     if (c->handshake_done && ((!c->error && !c->closed) || c->flush_goaway)) {
         c->flush_goaway = 0;
-        if (output_waiting(c) < OUTPUT_HIGH_WATER) {
+        /* Asking nghttp2 first is cheap; building nothing is not. */
+        if (output_waiting(c) < OUTPUT_HIGH_WATER && hb_h2_want_write(c->h2)) {
             uint8_t record[RECORD_PLAINTEXT];
             c->record = record;
             c->record_len = 0;

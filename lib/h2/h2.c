@@ -379,6 +379,11 @@ int hb_h2_send(hb_h2 *h2)
     }
 }
 
+int hb_h2_want_write(const hb_h2 *h2)
+{
+    return nghttp2_session_want_write(h2->session);
+}
+
 int hb_h2_alive(const hb_h2 *h2)
 {
     return nghttp2_session_want_read(h2->session) || nghttp2_session_want_write(h2->session);

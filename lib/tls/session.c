@@ -562,7 +562,7 @@ int hb_tls_read(hb_tls *t, const uint8_t *in, size_t in_len, size_t *consumed, u
     if (t->peer_closed)
         return HBONE_ERR_CLOSED;
     lend_input(t, in, in_len);
-    int result = 0;
+    int result = 0, want_input = 0;
     while (*nread < cap) {
         size_t want = cap - *nread;
         int ret = wolfSSL_read(t->ssl, out + *nread, want > INT32_MAX ? INT32_MAX : (int)want);
@@ -571,8 +571,10 @@ int hb_tls_read(hb_tls *t, const uint8_t *in, size_t in_len, size_t *consumed, u
             continue;
         }
         int err = wolfSSL_get_error(t->ssl, ret);
-        if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE)
+        if (err == WOLFSSL_ERROR_WANT_READ || err == WOLFSSL_ERROR_WANT_WRITE) {
+            want_input = 1;
             break;
+        }
         if (err == WOLFSSL_ERROR_ZERO_RETURN) {
             t->peer_closed = 1;
             break;
@@ -583,9 +585,9 @@ int hb_tls_read(hb_tls *t, const uint8_t *in, size_t in_len, size_t *consumed, u
     *consumed = return_input(t);
     if (result < 0)
         return result;
-    if (*nread > 0)
-        return 0;
-    return t->peer_closed ? HBONE_ERR_CLOSED : HBONE_ERR_AGAIN;
+    if (t->peer_closed)
+        return HBONE_ERR_CLOSED;
+    return want_input ? HBONE_ERR_AGAIN : 0;
 }
 
 int hb_tls_write(hb_tls *t, const uint8_t *data, size_t len)

@@ -47,9 +47,11 @@ int hb_tls_expect_peer(hb_tls *tls, const hbone_spiffe_id *id);
  * a fatal error. */
 int hb_tls_handshake(hb_tls *tls, const uint8_t *in, size_t in_len, size_t *consumed);
 
-/* Decrypt application data from @p in (and anything buffered) into @p out.
- * Returns 0 with *nread > 0, HBONE_ERR_AGAIN when no plaintext is available,
- * HBONE_ERR_CLOSED after the peer's close_notify, or a fatal error. */
+/* Decrypt application data from @p in (and anything buffered) into @p out;
+ * *@p nread says how much, whatever the result. Returns 0 when @p out is
+ * full (more may be buffered: call again), HBONE_ERR_AGAIN when the input is
+ * used up, HBONE_ERR_CLOSED after the peer's close_notify, or a fatal
+ * error. */
 int hb_tls_read(hb_tls *tls, const uint8_t *in, size_t in_len, size_t *consumed, uint8_t *out,
                 size_t cap, size_t *nread);
 

@@ -272,6 +272,46 @@ START_TEST(data_flows_both_ways_and_close_notify_ends_it)
 }
 END_TEST
 
+/* A read says whether plaintext may still wait (0: the buffer filled) or
+ * the input is used up (AGAIN), so a caller need not ask again to learn it;
+ * after close_notify it says CLOSED together with the last plaintext. */
+START_TEST(read_says_whether_more_plaintext_waits)
+{
+    tl_pair p;
+    established_pair(&p, TL_CHUNK_WHOLE, 1);
+    uint8_t sent[100];
+    for (size_t i = 0; i < sizeof(sent); i++)
+        sent[i] = (uint8_t)i;
+    ck_assert_int_eq(hb_tls_write(p.client.tls, sent, sizeof(sent)), 0);
+    ck_assert_int_eq(hb_tls_close_notify(p.client.tls), 0);
+    size_t len;
+    const uint8_t *out = hb_tls_output(p.client.tls, &len);
+    uint8_t *wire = malloc(len);
+    memcpy(wire, out, len);
+    hb_tls_output_consume(p.client.tls, len);
+    uint8_t got[64];
+    size_t consumed, nread;
+    /* The data record alone: 64 bytes fill the buffer, 36 wait. */
+    size_t data_record = 5 + ((size_t)wire[3] << 8 | wire[4]);
+    ck_assert_int_eq(
+        hb_tls_read(p.server.tls, wire, data_record, &consumed, got, sizeof(got), &nread), 0);
+    ck_assert_uint_eq(nread, sizeof(got));
+    ck_assert_mem_eq(got, sent, sizeof(got));
+    ck_assert_int_eq(hb_tls_read(p.server.tls, wire + consumed, data_record - consumed, &consumed,
+                                 got, sizeof(got), &nread),
+                     HBONE_ERR_AGAIN);
+    ck_assert_uint_eq(nread, sizeof(sent) - sizeof(got));
+    ck_assert_mem_eq(got, sent + sizeof(got), nread);
+    /* Then close_notify. */
+    ck_assert_int_eq(hb_tls_read(p.server.tls, wire + data_record, len - data_record, &consumed,
+                                 got, sizeof(got), &nread),
+                     HBONE_ERR_CLOSED);
+    ck_assert_uint_eq(nread, 0);
+    free(wire);
+    tl_pair_free(&p);
+}
+END_TEST
+
 START_TEST(corrupted_record_is_a_record_error)
 {
     tl_pair p;
@@ -736,6 +776,7 @@ int main(void)
     tcase_set_timeout(data, 60);
     tcase_add_loop_test(data, data_flows_both_ways_and_close_notify_ends_it, 0, 3);
     tcase_add_test(data, corrupted_record_is_a_record_error);
+    tcase_add_test(data, read_says_whether_more_plaintext_waits);
     suite_add_tcase(s, data);
     TCase *hostile = tcase_create("hostile");
     tcase_set_timeout(hostile, 60);
