@@ -29,6 +29,10 @@ struct hb_h2 {
     int server;
     hb_h2_settings settings;
     int send_error; /* send_data's failure, which nghttp2 reports as its own */
+    /* Something may have been queued since nghttp2 last said it had nothing
+     * to send. Every function below that can queue a frame sets it, so
+     * asking again costs nothing while nothing happened. */
+    int may_write;
 };
 
 /* --- nghttp2's allocations ---------------------------------------------- */
@@ -330,6 +334,7 @@ int hb_h2_new(hb_h2 **out, int server, const hb_h2_settings *settings, const hb_
     h2->ctx = ctx;
     h2->server = server;
     h2->settings = *settings;
+    h2->may_write = 1; /* our SETTINGS */
     nghttp2_session_callbacks *cbs = NULL;
     nghttp2_option *opt = NULL;
     int r = HBONE_ERR_NOMEM;
@@ -356,6 +361,7 @@ void hb_h2_del(hb_h2 *h2)
 
 int hb_h2_recv(hb_h2 *h2, const uint8_t *data, size_t len)
 {
+    h2->may_write = 1;
     ssize_t r = nghttp2_session_mem_recv(h2->session, data, len);
     if (r < 0)
         return (int)r == NGHTTP2_ERR_NOMEM ? HBONE_ERR_NOMEM : HBONE_ERR_PROTOCOL;
@@ -379,9 +385,11 @@ int hb_h2_send(hb_h2 *h2)
     }
 }
 
-int hb_h2_want_write(const hb_h2 *h2)
+int hb_h2_want_write(hb_h2 *h2)
 {
-    return nghttp2_session_want_write(h2->session);
+    if (h2->may_write)
+        h2->may_write = nghttp2_session_want_write(h2->session);
+    return h2->may_write;
 }
 
 int hb_h2_alive(const hb_h2 *h2)
@@ -428,6 +436,7 @@ int hb_h2_submit_connect(hb_h2 *h2, const char *authority, size_t authority_len,
                          const char *const *values, const size_t *value_lens, size_t n,
                          int32_t *stream_out)
 {
+    h2->may_write = 1;
     /* Classic CONNECT: :method and :authority only (RFC 9113 section 8.5). */
     const nghttp2_nv fixed[] = {make_nv(":method", 7, "CONNECT", 7),
                                 make_nv(":authority", 10, authority, authority_len)};
@@ -447,6 +456,7 @@ int hb_h2_submit_response(hb_h2 *h2, int32_t stream, int status, const char *con
                           const size_t *name_lens, const char *const *values,
                           const size_t *value_lens, size_t n, int with_body)
 {
+    h2->may_write = 1;
     char code[4] = {(char)('0' + status / 100 % 10), (char)('0' + status / 10 % 10),
                     (char)('0' + status % 10), '\0'};
     const nghttp2_nv fixed[] = {make_nv(":status", 7, code, 3)};
@@ -461,6 +471,7 @@ int hb_h2_submit_response(hb_h2 *h2, int32_t stream, int status, const char *con
 
 int hb_h2_resume(hb_h2 *h2, int32_t stream)
 {
+    h2->may_write = 1;
     int r = nghttp2_session_resume_data(h2->session, stream);
     /* Not deferred (nghttp2 will ask again anyway) is not an error. */
     return r == 0 || r == NGHTTP2_ERR_INVALID_ARGUMENT ? 0 : submit_error(r);
@@ -468,6 +479,7 @@ int hb_h2_resume(hb_h2 *h2, int32_t stream)
 
 int hb_h2_consume(hb_h2 *h2, int32_t stream, size_t n)
 {
+    h2->may_write = 1;
     int r = nghttp2_session_consume(h2->session, stream, n);
     /* A stream closed meanwhile still credits the connection window. */
     if (r == NGHTTP2_ERR_INVALID_ARGUMENT)
@@ -477,24 +489,28 @@ int hb_h2_consume(hb_h2 *h2, int32_t stream, size_t n)
 
 int hb_h2_reset(hb_h2 *h2, int32_t stream, uint32_t error_code)
 {
+    h2->may_write = 1;
     int r = nghttp2_submit_rst_stream(h2->session, NGHTTP2_FLAG_NONE, stream, error_code);
     return r == 0 ? 0 : submit_error(r);
 }
 
 int hb_h2_ping(hb_h2 *h2, const uint8_t opaque[8])
 {
+    h2->may_write = 1;
     int r = nghttp2_submit_ping(h2->session, NGHTTP2_FLAG_NONE, opaque);
     return r == 0 ? 0 : submit_error(r);
 }
 
 int hb_h2_shutdown_notice(hb_h2 *h2)
 {
+    h2->may_write = 1;
     int r = nghttp2_submit_shutdown_notice(h2->session);
     return r == 0 ? 0 : submit_error(r);
 }
 
 int hb_h2_goaway(hb_h2 *h2)
 {
+    h2->may_write = 1;
     int32_t last = nghttp2_session_get_last_proc_stream_id(h2->session);
     int r = nghttp2_submit_goaway(h2->session, NGHTTP2_FLAG_NONE, last, NGHTTP2_NO_ERROR, NULL, 0);
     return r == 0 ? 0 : submit_error(r);
@@ -502,12 +518,14 @@ int hb_h2_goaway(hb_h2 *h2)
 
 int hb_h2_terminate(hb_h2 *h2)
 {
+    h2->may_write = 1;
     int r = nghttp2_session_terminate_session(h2->session, NGHTTP2_NO_ERROR);
     return r == 0 ? 0 : submit_error(r);
 }
 
 int hb_h2_calm_down(hb_h2 *h2)
 {
+    h2->may_write = 1;
     int r = nghttp2_session_terminate_session(h2->session, NGHTTP2_ENHANCE_YOUR_CALM);
     return r == 0 ? 0 : submit_error(r);
 }

@@ -90,7 +90,7 @@ int hb_h2_send(hb_h2 *h2);
 /* True while the session has work or may receive more. */
 int hb_h2_alive(const hb_h2 *h2);
 /* Whether hb_h2_send() has anything to send (cheap: no frame is built). */
-int hb_h2_want_write(const hb_h2 *h2);
+int hb_h2_want_write(hb_h2 *h2);
 
 /* Client: submit a CONNECT for @p authority with extra @p n headers. */
 int hb_h2_submit_connect(hb_h2 *h2, const char *authority, size_t authority_len,
