@@ -12,24 +12,37 @@
 #include "conn/tunnel.h"
 #include "testlib.h"
 
+/* What the random interleavings below queue, and where they collect it. */
+static uint8_t in[1 << 20], out[1 << 20];
+
+static void fill_in(void)
+{
+    for (size_t i = 0; i < sizeof(in); i++)
+        in[i] = (uint8_t)(i * 131 + (i >> 8));
+}
+
+/* Queue the next @p n bytes of in (fewer at its end); returns the new total. */
+static size_t queue_next(const hb_mem *mem, hb_tunnel *t, size_t queued, size_t n)
+{
+    if (n > sizeof(in) - queued)
+        n = sizeof(in) - queued;
+    ck_assert_int_eq(hb_tunnel_queue(mem, t, in + queued, n), 0);
+    return queued + n;
+}
+
 START_TEST(bytes_leave_in_order_across_wraps_and_growth)
 {
     const hb_mem *mem = hb_mem_default();
     hb_tunnel t;
     memset(&t, 0, sizeof(t));
-    static uint8_t in[1 << 20], out[1 << 20];
-    for (size_t i = 0; i < sizeof(in); i++)
-        in[i] = (uint8_t)(i * 131 + (i >> 8));
+    fill_in();
     size_t queued = 0, taken = 0, peak = 0;
     unsigned seed = 42;
     /* Random interleavings keep the ring partly full, so writes wrap. */
     while (taken < sizeof(in)) {
         size_t n = (size_t)(rand_r(&seed) % 9000);
         if (queued < sizeof(in) && rand_r(&seed) % 2) {
-            if (n > sizeof(in) - queued)
-                n = sizeof(in) - queued;
-            ck_assert_int_eq(hb_tunnel_queue(mem, &t, in + queued, n), 0);
-            queued += n;
+            queued = queue_next(mem, &t, queued, n);
         } else {
             size_t got = hb_tunnel_take(mem, &t, out + taken, n);
             ck_assert_uint_le(got, n);
@@ -55,18 +68,13 @@ START_TEST(room_before_the_front_is_free)
     const hb_mem *mem = hb_mem_default();
     hb_tunnel t;
     memset(&t, 0, sizeof(t));
-    static uint8_t in[1 << 20], out[1 << 20];
-    for (size_t i = 0; i < sizeof(in); i++)
-        in[i] = (uint8_t)(i * 131 + (i >> 8));
-    size_t queued = 0, taken = 0, min_room = SIZE_MAX, wrapped_peeks = 0;
+    fill_in();
+    size_t queued = 0, taken = 0, wrapped_peeks = 0;
     unsigned seed = 7;
     while (taken < sizeof(in)) {
         size_t n = (size_t)(rand_r(&seed) % 20000);
         if (queued < sizeof(in) && rand_r(&seed) % 2) {
-            if (n > sizeof(in) - queued)
-                n = sizeof(in) - queued;
-            ck_assert_int_eq(hb_tunnel_queue(mem, &t, in + queued, n), 0);
-            queued += n;
+            queued = queue_next(mem, &t, queued, n);
             continue;
         }
         size_t len, room;
@@ -78,8 +86,6 @@ START_TEST(room_before_the_front_is_free)
         ck_assert_uint_gt(len, 0);
         ck_assert_uint_le(len, queued - taken);
         wrapped_peeks += len < queued - taken;
-        if (room < min_room)
-            min_room = room;
         memset(front - room, 0xEE, room);
         if (n > len)
             n = len;
