@@ -156,6 +156,34 @@ HBONE_API int hbone_config_set_http2(hbone_config *cfg, uint32_t stream_window,
 HBONE_API int hbone_config_set_max_header_list_size(hbone_config *cfg, uint32_t bytes);
 
 /**
+ * How much a connection holds for a peer before it pushes back.
+ * @p tunnel_bytes: what one tunnel buffers for the peer; beyond it,
+ * hbone_conn_tunnel_write() takes no more and returns HBONE_ERR_AGAIN, and
+ * the writable callback follows once half of it has gone (default 256 KiB,
+ * from 16 KiB to 64 MiB). @p connection_bytes: ciphertext waiting for the
+ * transport at which the connection stops framing tunnel data, and at twice
+ * which hbone_conn_input() stops taking input, so that a peer that does not
+ * read is held back by TCP (default 256 KiB, from 64 KiB to 64 MiB). A
+ * connection's memory for output is then bounded by about twice
+ * @p connection_bytes plus @p tunnel_bytes per tunnel. Returns 0,
+ * HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_set_buffer_limits(hbone_config *cfg, uint32_t tunnel_bytes,
+                                             uint32_t connection_bytes);
+
+/**
+ * The budget for frames that make the connection work without moving any
+ * tunnel forward: empty DATA, PRIORITY, frames nghttp2 rejects, and
+ * requests the server has to reset (MadeYouReset). A token bucket: @p burst
+ * such frames at once, refilled at @p per_second; a peer that overdraws it
+ * is sent GOAWAY(ENHANCE_YOUR_CALM) and the connection fails with
+ * HBONE_ERR_PROTOCOL. Defaults 1000 and 33 (upstream nghttp2's glitch
+ * limiter); each from 1 to 1,000,000. Returns 0, HBONE_ERR_CONFIG_FROZEN or
+ * HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_set_flood_limit(hbone_config *cfg, uint32_t burst, uint32_t per_second);
+
+/**
  * This workload's own SPIFFE ID (from the certificate), or NULL if no
  * certificate is set. Valid as long as @p cfg.
  */

@@ -20,22 +20,17 @@
 /* Plaintext is framed into TLS records of at most this size: a full record
  * carries frame headers with their payload and costs one AEAD pass. */
 #define RECORD_PLAINTEXT 16384
-/* Stop framing HTTP/2 output while this much ciphertext waits for the
- * transport: memory stays bounded however much the tunnels have queued. */
-#define OUTPUT_HIGH_WATER (256 * 1024)
-/* Stop taking input while this much ciphertext waits: a peer that does not
- * read what it makes us send (KeyUpdate replies, alerts: output that bypasses
- * the framing above) is held back by TCP instead of growing our buffer.
- * Framing overshoots the high-water mark by at most one frame, so ordinary
- * traffic never gets here and two peers that both write cannot deadlock. */
-#define OUTPUT_INPUT_PAUSE (2 * OUTPUT_HIGH_WATER)
-/* How much a tunnel buffers for the peer before writes return AGAIN. */
-#define TUNNEL_WRITE_LIMIT (256 * 1024)
-/* Frames that cost work without moving a stream forward (empty DATA,
- * PRIORITY, invalid frames, streams we had to reset): a token bucket, as
- * upstream nghttp2's glitch limiter, which 1.52 lacks. */
-#define GLITCH_BURST 1000
-#define GLITCH_PER_SECOND 33
+/* Buffer limits and the flood budget come from the config
+ * (hbone_config_set_buffer_limits, hbone_config_set_flood_limit). Framing
+ * stops while the connection's ciphertext limit waits for the transport,
+ * so memory stays bounded however much the tunnels have queued. Input stops
+ * at twice that: a peer that does not read what it makes us send (KeyUpdate
+ * replies, alerts: output that bypasses the framing) is held back by TCP
+ * instead of growing our buffer. Framing overshoots its limit by at most one
+ * frame, so ordinary traffic never gets there and two peers that both write
+ * cannot deadlock. The flood budget counts frames that cost work without
+ * moving a stream forward (empty DATA, PRIORITY, invalid frames, streams we
+ * had to reset), as upstream nghttp2's glitch limiter does, which 1.52 lacks. */
 /* An HTTP/2 frame header. */
 #define H2_FRAME_HEADER 9
 /* Below this much room, a DATA frame starts a new record rather than
@@ -397,10 +392,12 @@ static int on_glitch(void *ctx)
 {
     hbone_conn *c = ctx;
     uint64_t elapsed = c->now > c->glitch_refilled ? c->now - c->glitch_refilled : 0;
+    uint64_t full = (uint64_t)c->cfg->flood_burst * 1000u;
     c->glitch_refilled = c->now;
-    c->glitch_tokens += elapsed * GLITCH_PER_SECOND; /* ms x tokens/s = thousandths */
-    if (c->glitch_tokens > GLITCH_BURST * 1000u)
-        c->glitch_tokens = GLITCH_BURST * 1000u;
+    /* ms x tokens/s = thousandths; the cap also keeps the sum from wrapping. */
+    c->glitch_tokens += elapsed < full ? elapsed * c->cfg->flood_per_second : full;
+    if (c->glitch_tokens > full)
+        c->glitch_tokens = full;
     if (c->glitch_tokens < 1000)
         return calm_down(c, "sent too many frames that do no work (empty DATA, PRIORITY, "
                             "invalid frames or streams it made us reset)");
@@ -464,7 +461,7 @@ static int on_send(void *ctx, const uint8_t *data, size_t len)
     }
     if (r < 0)
         return r;
-    return output_waiting(c) >= OUTPUT_HIGH_WATER ? 1 : 0;
+    return output_waiting(c) >= c->cfg->connection_buffer ? 1 : 0;
 }
 
 /* Size DATA frames so that each one ends where a record ends: the peer then
@@ -517,12 +514,12 @@ static int send_data(void *ctx, int32_t stream, const uint8_t *header, size_t pa
     if (r < 0)
         return r;
     /* Half empty before asking for more: large writes, few events. */
-    if (t->want_writable && hb_tunnel_pending(t) <= TUNNEL_WRITE_LIMIT / 2) {
+    if (t->want_writable && hb_tunnel_pending(t) <= c->cfg->tunnel_buffer / 2) {
         t->want_writable = 0;
         if (c->cbs.tunnel_writable)
             c->cbs.tunnel_writable(c, stream, c->user_data);
     }
-    return output_waiting(c) >= OUTPUT_HIGH_WATER ? 1 : 0;
+    return output_waiting(c) >= c->cfg->connection_buffer ? 1 : 0;
 }
 
 static const hb_h2_events h2_events = {
@@ -564,7 +561,7 @@ static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *
     c->user_data = user_data;
     c->server = server;
     c->now = now;
-    c->glitch_tokens = GLITCH_BURST * 1000u;
+    c->glitch_tokens = (uint64_t)cfg->flood_burst * 1000u;
     c->glitch_refilled = now;
     if (cfg->handshake_timeout_ms)
         c->handshake_deadline = now + cfg->handshake_timeout_ms;
@@ -677,7 +674,7 @@ int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *con
     }
     uint8_t plain[RECORD_PLAINTEXT];
     for (;;) {
-        if (output_waiting(c) >= OUTPUT_INPUT_PAUSE)
+        if (output_waiting(c) >= 2 * (size_t)c->cfg->connection_buffer)
             return 0; /* the rest waits until the peer has read */
         size_t took = 0, nread = 0;
         int r = hb_tls_read(c->tls, data + used, len - used, &took, plain, sizeof(plain), &nread);
@@ -727,7 +724,7 @@ const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len, uint64_t now_ms)
     if (c->handshake_done && ((!c->error && !c->closed) || c->flush_goaway)) {
         c->flush_goaway = 0;
         /* Asking nghttp2 first is cheap; building nothing is not. */
-        if (output_waiting(c) < OUTPUT_HIGH_WATER && hb_h2_want_write(c->h2)) {
+        if (output_waiting(c) < c->cfg->connection_buffer && hb_h2_want_write(c->h2)) {
             uint8_t record[RECORD_PLAINTEXT];
             c->record = record;
             c->record_len = 0;
@@ -1007,11 +1004,11 @@ int hbone_conn_tunnel_write(hbone_conn *c, int32_t tunnel, const uint8_t *data, 
     if (t->local_shut || (c->server && !t->established) || (t->answered && !t->established))
         return HBONE_ERR_INVALID_STATE;
     size_t pending = hb_tunnel_pending(t);
-    if (pending >= TUNNEL_WRITE_LIMIT) {
+    if (pending >= c->cfg->tunnel_buffer) {
         t->want_writable = 1;
         return HBONE_ERR_AGAIN;
     }
-    size_t n = TUNNEL_WRITE_LIMIT - pending;
+    size_t n = c->cfg->tunnel_buffer - pending;
     if (n > len)
         n = len;
     int r = hb_tunnel_queue(c->mem, t, data, n);

@@ -67,6 +67,10 @@ int hbone_config_new(hbone_config **out, const hbone_mem *mem)
     cfg->handshake_timeout_ms = 10000;
     cfg->keepalive_interval_ms = 10000; /* ztunnel's values */
     cfg->keepalive_timeout_ms = 20000;
+    cfg->tunnel_buffer = 256 * 1024;
+    cfg->connection_buffer = 256 * 1024;
+    cfg->flood_burst = 1000; /* upstream nghttp2's glitch limiter */
+    cfg->flood_per_second = 33;
     cfg->client_ctx = new_ctx(0);
     cfg->server_ctx = new_ctx(1);
     if (!cfg->client_ctx || !cfg->server_ctx) {
@@ -375,6 +379,33 @@ int hbone_config_set_max_header_list_size(hbone_config *cfg, uint32_t bytes)
     if (bytes < 1024 || bytes > 16 * 1024 * 1024)
         return HBONE_ERR_INVALID_ARGUMENT;
     cfg->h2_max_header_list_size = bytes;
+    return 0;
+}
+
+int hbone_config_set_buffer_limits(hbone_config *cfg, uint32_t tunnel_bytes,
+                                   uint32_t connection_bytes)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    /* Below these, a full record (16 KiB) or a few no longer fit. */
+    if (tunnel_bytes < 16 * 1024 || tunnel_bytes > 64 * 1024 * 1024 ||
+        connection_bytes < 64 * 1024 || connection_bytes > 64 * 1024 * 1024)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    cfg->tunnel_buffer = tunnel_bytes;
+    cfg->connection_buffer = connection_bytes;
+    return 0;
+}
+
+int hbone_config_set_flood_limit(hbone_config *cfg, uint32_t burst, uint32_t per_second)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    if (burst < 1 || burst > 1000000 || per_second < 1 || per_second > 1000000)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    cfg->flood_burst = burst;
+    cfg->flood_per_second = per_second;
     return 0;
 }
 

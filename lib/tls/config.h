@@ -36,6 +36,10 @@ struct hbone_config {
     uint32_t h2_max_frame_size;
     uint32_t h2_max_concurrent_streams;
     uint32_t h2_max_header_list_size; /* 0: the role's default */
+    uint32_t tunnel_buffer;           /* bytes; see hbone_config_set_buffer_limits */
+    uint32_t connection_buffer;
+    uint32_t flood_burst; /* see hbone_config_set_flood_limit */
+    uint32_t flood_per_second;
     hb_logger log;
     hb_detail detail;
     hbone_spiffe_id *identity; /* own, from the certificate */

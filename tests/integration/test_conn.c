@@ -172,6 +172,8 @@ struct pair {
 /* HTTP/2 settings for both sides' configs, or 0 for the defaults; an idle
  * timeout (which also turns keepalive off). */
 static uint32_t pair_stream_window, pair_max_streams, pair_idle_ms, pair_client_header_list;
+/* The client's buffer limits, or 0 for the defaults. */
+static uint32_t pair_tunnel_buffer, pair_connection_buffer;
 
 static void pair_init(struct pair *p, const char *expected, unsigned seed)
 {
@@ -194,6 +196,9 @@ static void pair_init(struct pair *p, const char *expected, unsigned seed)
     }
     if (pair_client_header_list)
         ck_assert_int_eq(hbone_config_set_max_header_list_size(ccfg, pair_client_header_list), 0);
+    if (pair_tunnel_buffer)
+        ck_assert_int_eq(
+            hbone_config_set_buffer_limits(ccfg, pair_tunnel_buffer, pair_connection_buffer), 0);
     hbone_callbacks *cbs = all_callbacks();
     ck_assert_int_eq(hbone_conn_client_new(&p->client.conn, ccfg, cbs, &p->client, p->now), 0);
     ck_assert_int_eq(hbone_conn_server_new(&p->server.conn, scfg, cbs, &p->server, p->now), 0);
@@ -609,6 +614,63 @@ START_TEST(backpressure_until_the_peer_consumes)
 }
 END_TEST
 
+/* A tunnel takes what its configured buffer holds and no more. */
+START_TEST(tunnel_buffer_is_configurable)
+{
+    struct pair p;
+    pair_tunnel_buffer = 32 * 1024;
+    pair_connection_buffer = 256 * 1024;
+    pair_init(&p, SERVER_ID, 78);
+    pair_tunnel_buffer = pair_connection_buffer = 0;
+    p.server.auto_answer = 200;
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    static uint8_t data[100 * 1024];
+    size_t accepted = 0;
+    ck_assert_int_eq(hbone_conn_tunnel_write(p.client.conn, id, data, sizeof(data), &accepted), 0);
+    ck_assert_uint_eq(accepted, 32 * 1024);
+    ck_assert_int_eq(hbone_conn_tunnel_write(p.client.conn, id, data, sizeof(data), &accepted),
+                     HBONE_ERR_AGAIN);
+    ck_assert_uint_eq(accepted, 0);
+    /* Once sent, the buffer takes the next 32 KiB. */
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(hbone_conn_tunnel_write(p.client.conn, id, data, sizeof(data), &accepted), 0);
+    ck_assert_uint_eq(accepted, 32 * 1024);
+    pair_free(&p);
+}
+END_TEST
+
+/* Framing stops once the configured ciphertext waits for the transport. */
+START_TEST(connection_buffer_is_configurable)
+{
+    struct pair p;
+    pair_tunnel_buffer = 1024 * 1024;
+    pair_connection_buffer = 64 * 1024;
+    pair_init(&p, SERVER_ID, 79);
+    pair_tunnel_buffer = pair_connection_buffer = 0;
+    p.server.auto_answer = 200;
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    static uint8_t data[512 * 1024];
+    size_t accepted = 0;
+    ck_assert_int_eq(hbone_conn_tunnel_write(p.client.conn, id, data, sizeof(data), &accepted), 0);
+    ck_assert_uint_eq(accepted, sizeof(data));
+    /* The transport takes nothing: what waits stops growing past the limit
+     * plus the one record in progress. */
+    size_t len = 0, before;
+    do {
+        before = len;
+        (void)hbone_conn_output(p.client.conn, &len, p.now);
+    } while (len != before);
+    ck_assert_uint_ge(len, 64 * 1024);
+    ck_assert_uint_le(len, 64 * 1024 + 16384 + 64);
+    /* Everything still arrives once the transport moves again. */
+    pump(&p, NULL, NULL);
+    ck_assert_uint_eq(log_of(&p.server, id)->received, sizeof(data));
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(client_api_refuses_bad_requests)
 {
     struct pair p;
@@ -963,6 +1025,8 @@ int main(void)
     tcase_add_loop_test(tc, transport_ending_in_the_handshake_is_named, 0, 2);
     tcase_add_test(tc, wrong_server_identity_fails_before_any_connect);
     tcase_add_test(tc, backpressure_until_the_peer_consumes);
+    tcase_add_test(tc, tunnel_buffer_is_configurable);
+    tcase_add_test(tc, connection_buffer_is_configurable);
     tcase_add_test(tc, client_api_refuses_bad_requests);
     tcase_add_test(tc, closed_tunnels_return_their_window);
     tcase_add_test(tc, handshake_times_out);

@@ -37,10 +37,16 @@ struct fixture {
     struct server_log log;
 };
 
+/* The server's flood budget (burst, refilled at 1 per second), or 0 for the
+ * default. */
+static uint32_t fixture_flood_burst;
+
 static void setup_with(struct fixture *f, int hostnames, uint32_t header_list)
 {
     memset(f, 0, sizeof(*f));
     hbone_config *cfg = tl_config("server", NULL);
+    if (fixture_flood_burst)
+        ck_assert_int_eq(hbone_config_set_flood_limit(cfg, fixture_flood_burst, 1), 0);
     if (hostnames)
         ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 1), 0);
     if (header_list)
@@ -289,6 +295,29 @@ START_TEST(a_few_such_frames_are_tolerated)
 }
 END_TEST
 
+START_TEST(the_flood_budget_is_configurable)
+{
+    /* A budget of 10: ten such frames pass, the eleventh ends it. */
+    for (int count = 10; count <= 11; count++) {
+        struct fixture f;
+        fixture_flood_burst = 10;
+        setup(&f);
+        fixture_flood_burst = 0;
+        int32_t id = open_good(&f);
+        flood(&f, count, _i, id);
+        int r = raw_h2_pump_status(f.client, f.server);
+        if (count == 10) {
+            ck_assert_int_eq(r, 0);
+            check_canary(&f);
+        } else {
+            ck_assert_int_eq(r, HBONE_ERR_PROTOCOL);
+            ck_assert_ptr_nonnull(strstr(hbone_conn_error_detail(f.server), "ENHANCE_YOUR_CALM"));
+        }
+        teardown(&f);
+    }
+}
+END_TEST
+
 START_TEST(streams_reset_for_the_peer_count_too)
 {
     /* MadeYouReset: each request is malformed so that the server resets it
@@ -361,6 +390,7 @@ int main(void)
     tcase_add_loop_test(tc, header_list_limit_is_configurable, 0, 2);
     tcase_add_loop_test(tc, frame_floods_end_the_connection, 0, 2);
     tcase_add_loop_test(tc, a_few_such_frames_are_tolerated, 0, 2);
+    tcase_add_loop_test(tc, the_flood_budget_is_configurable, 0, 2);
     tcase_add_test(tc, streams_reset_for_the_peer_count_too);
     tcase_add_test(tc, hostnames_when_the_application_enables_them);
     tcase_add_loop_test(tc, ack_floods_from_a_peer_that_never_reads, 0, 2);

@@ -175,6 +175,8 @@ START_TEST(config_is_frozen_once_used)
     ck_assert_int_eq(hbone_config_set_max_header_list_size(cfg, 4096), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 1), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_idle_timeout(cfg, 1), HBONE_ERR_CONFIG_FROZEN);
+    ck_assert_int_eq(hbone_config_set_buffer_limits(cfg, 65536, 65536), HBONE_ERR_CONFIG_FROZEN);
+    ck_assert_int_eq(hbone_config_set_flood_limit(cfg, 1, 1), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_log(cfg, ignore_log, HBONE_LOG_DEBUG, NULL),
                      HBONE_ERR_CONFIG_FROZEN);
     /* The identity is unchanged by the refused call. */
@@ -285,6 +287,36 @@ START_TEST(http2_settings_are_checked)
 }
 END_TEST
 
+START_TEST(limits_are_checked)
+{
+    hbone_config *cfg;
+    ck_assert_int_eq(hbone_config_new(&cfg, NULL), 0);
+    const uint32_t KiB = 1024, MiB = 1024 * 1024;
+    /* Buffers: a tunnel's from 16 KiB, the connection's from 64 KiB, both to 64 MiB. */
+    ck_assert_int_eq(hbone_config_set_buffer_limits(cfg, 16 * KiB - 1, 256 * KiB),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_buffer_limits(cfg, 64 * MiB + 1, 256 * KiB),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_buffer_limits(cfg, 256 * KiB, 64 * KiB - 1),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_buffer_limits(cfg, 256 * KiB, 64 * MiB + 1),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_buffer_limits(NULL, 256 * KiB, 256 * KiB),
+                     HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_buffer_limits(cfg, 16 * KiB, 64 * KiB), 0);
+    ck_assert_int_eq(hbone_config_set_buffer_limits(cfg, 64 * MiB, 64 * MiB), 0);
+    /* The flood budget: each from 1 to a million. */
+    ck_assert_int_eq(hbone_config_set_flood_limit(cfg, 0, 33), HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_flood_limit(cfg, 1000, 0), HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_flood_limit(cfg, 1000001, 33), HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_flood_limit(cfg, 1000, 1000001), HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_flood_limit(NULL, 1000, 33), HBONE_ERR_INVALID_ARGUMENT);
+    ck_assert_int_eq(hbone_config_set_flood_limit(cfg, 1, 1), 0);
+    ck_assert_int_eq(hbone_config_set_flood_limit(cfg, 1000000, 1000000), 0);
+    hbone_config_del(cfg);
+}
+END_TEST
+
 START_TEST(null_arguments_are_refused)
 {
     ck_assert_int_eq(hbone_config_new(NULL, NULL), HBONE_ERR_INVALID_ARGUMENT);
@@ -337,6 +369,7 @@ int main(void)
     tcase_add_test(tc, null_arguments_are_refused);
     tcase_add_test(tc, timer_settings_are_checked);
     tcase_add_test(tc, http2_settings_are_checked);
+    tcase_add_test(tc, limits_are_checked);
     tcase_add_test(tc, tls_library_reports_its_acceleration);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
