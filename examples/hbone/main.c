@@ -167,21 +167,92 @@ static void conn_release(watcher *w)
     free(cw);
 }
 
-/* An HBONE connection on @p fd, driven by the loop. */
+/* The peer's "a.b.c.d:port" or "[v6]:port", for the log. */
+static void peer_address(int fd, char *out, size_t size)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    char host[INET6_ADDRSTRLEN];
+    snprintf(out, size, "?"); /* it may already have gone */
+    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
+        return;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        if (inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host)))
+            snprintf(out, size, "%s:%u", host, ntohs(sin->sin_port));
+    } else if (ss.ss_family == AF_INET6) {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        if (inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host)))
+            snprintf(out, size, "[%s]:%u", host, ntohs(sin6->sin6_port));
+    }
+}
+
+/*
+ * A descriptor held in reserve for when there are none left. accept() then
+ * fails (EMFILE, ENFILE) and leaves the connection in the backlog, where it
+ * keeps the listener readable: poll() would return at once, forever. Giving
+ * up the reserve lets us take that connection and close it: the peer is
+ * refused instead of left waiting, and the loop goes back to sleep.
+ */
+static int reserve_fd = -1;
+
+static void take_reserve(void)
+{
+    if (reserve_fd < 0)
+        reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+/* Log a connection refused for want of resources, at most once a second
+ * (they come in floods), with a count of those left out. */
+static void log_refused(int fd, const char *why)
+{
+    static uint64_t quiet_until;
+    static unsigned unlogged;
+    uint64_t now = hbone_io_now_ms();
+    if (now < quiet_until) {
+        unlogged++;
+        return;
+    }
+    char peer[INET6_ADDRSTRLEN + 8];
+    peer_address(fd, peer, sizeof(peer));
+    fprintf(stderr, "hbone %s: %s, refusing %s (%u more since)\n", command, why, peer, unlogged);
+    quiet_until = now + 1000;
+    unlogged = 0;
+}
+
+/* An HBONE connection on @p fd, driven by the loop; NULL (the fd closed,
+ * the cause logged) if it cannot be set up, for want of memory or, when
+ * descriptors run out, of the one wolfSSL opens to seed each session. */
 static struct conn_watch *watch_conn(int server, int fd, hbone_config *cfg,
                                      const hbone_callbacks *cbs, const struct options *o, void *app)
 {
     struct conn_watch *cw = calloc(1, sizeof(*cw));
-    if (!cw)
-        exit(1);
-    cw->o = o;
-    cw->app = app;
     uint64_t now = hbone_io_now_ms();
-    int r = server ? hbone_conn_server_new(&cw->conn, cfg, cbs, cw, now)
+    int r = HBONE_ERR_NOMEM;
+    if (cw) {
+        cw->o = o;
+        cw->app = app;
+        r = server ? hbone_conn_server_new(&cw->conn, cfg, cbs, cw, now)
                    : hbone_conn_client_new(&cw->conn, cfg, cbs, cw, now);
-    if (r < 0 || hbone_io_new(&cw->io, cw->conn, fd) < 0) {
-        fprintf(stderr, "hbone %s: cannot set up a connection: %s\n", command, hbone_strerror(r));
-        exit(1);
+        if (r == 0)
+            r = hbone_io_new(&cw->io, cw->conn, fd);
+    }
+    if (r < 0) {
+        /* wolfSSL opens a descriptor to seed each session: its failure
+         * reads as out of memory, errno says which it was. */
+        int no_fds = errno == EMFILE || errno == ENFILE;
+        char why[96];
+        snprintf(why, sizeof(why), "cannot set up a connection: %s",
+                 no_fds ? "out of file descriptors" : hbone_strerror(r));
+        if (server)
+            log_refused(fd, why);
+        else
+            fprintf(stderr, "hbone %s: %s\n", command, why);
+        if (cw)
+            hbone_conn_del(cw->conn);
+        free(cw);
+        close(fd);
+        return NULL;
     }
     cw->w = (watcher){fd, conn_events, conn_handle, conn_release, cw};
     loop_add(&cw->w);
@@ -219,6 +290,8 @@ static struct conn_watch *dial_peer(const struct options *o, hbone_config *cfg,
         exit(EXIT_TLS);
     }
     struct conn_watch *cw = watch_conn(0, fd, cfg, cbs, o, app);
+    if (!cw)
+        exit(1);
     hbone_conn_expect_peer(cw->conn, id);
     hbone_spiffe_id_del(id);
     return cw;
@@ -348,13 +421,36 @@ static short listener_events(watcher *w, uint64_t now, int *timeout_ms)
     return POLLIN;
 }
 
+/* Out of descriptors: refuse the first waiting connection. Returns 0 if one
+ * was refused, -1 if none could be. */
+static int refuse_without_descriptors(int listen_fd)
+{
+    if (reserve_fd < 0)
+        return -1;
+    close(reserve_fd);
+    reserve_fd = -1;
+    int fd = accept(listen_fd, NULL, NULL);
+    if (fd >= 0) {
+        log_refused(fd, "out of file descriptors");
+        close(fd);
+    }
+    take_reserve();
+    return fd >= 0 ? 0 : -1;
+}
+
 static int listener_handle(watcher *w, short revents, uint64_t now)
 {
     (void)now;
     struct listener *l = w->ctx;
-    int fd;
-    while ((revents & POLLIN) && hbone_io_accept(w->fd, &fd) == 0)
-        l->accepted(l, fd);
+    while (revents & POLLIN) {
+        int fd;
+        int r = hbone_io_accept(w->fd, &fd);
+        if (r == 0)
+            l->accepted(l, fd);
+        else if (r != HBONE_ERR_IO || (errno != EMFILE && errno != ENFILE) ||
+                 refuse_without_descriptors(w->fd) < 0)
+            break;
+    }
     return 0;
 }
 
@@ -373,26 +469,6 @@ struct serve_state {
     uint64_t quiet_until; /* refusals before then are counted, not logged */
     unsigned unlogged;
 };
-
-/* The peer's "a.b.c.d:port" or "[v6]:port", for the log. */
-static void peer_address(int fd, char *out, size_t size)
-{
-    struct sockaddr_storage ss;
-    socklen_t len = sizeof(ss);
-    char host[INET6_ADDRSTRLEN];
-    snprintf(out, size, "?"); /* it may already have gone */
-    if (getpeername(fd, (struct sockaddr *)&ss, &len) < 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-        if (inet_ntop(AF_INET, &sin->sin_addr, host, sizeof(host)))
-            snprintf(out, size, "%s:%u", host, ntohs(sin->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-        if (inet_ntop(AF_INET6, &sin6->sin6_addr, host, sizeof(host)))
-            snprintf(out, size, "[%s]:%u", host, ntohs(sin6->sin6_port));
-    }
-}
 
 /*
  * Refuse by accepting and closing at once rather than by no longer polling
@@ -473,6 +549,8 @@ static void serve_accepted(struct listener *l, int fd)
         return;
     }
     struct conn_watch *cw = watch_conn(1, fd, l->cfg, l->cbs, l->o, s);
+    if (!cw)
+        return; /* refused: the server carries on */
     cw->on_closed = serve_closed;
     cw->handshaking = 1;
     s->handshaking++;
@@ -492,6 +570,7 @@ static int listen_on(struct listener *l, const char *address)
     }
     l->w = (watcher){fd, listener_events, listener_handle, NULL, l};
     loop_add(&l->w);
+    take_reserve();
     return port;
 }
 

@@ -9,6 +9,7 @@ Prints one line per check and "N passed, M failed"; exits non-zero on failure.
 import hashlib
 import os
 import re
+import resource
 import select
 import socket
 import subprocess
@@ -37,8 +38,9 @@ def tls(leaf):
 class Server:
     """An `hbone serve` (or forward) process; its port is read from its first log line."""
 
-    def __init__(self, args, program=None):
-        self.proc = subprocess.Popen([program or HBONE] + args, stderr=subprocess.PIPE, text=True)
+    def __init__(self, args, program=None, preexec_fn=None):
+        self.proc = subprocess.Popen([program or HBONE] + args, stderr=subprocess.PIPE, text=True,
+                                     preexec_fn=preexec_fn)
         self.lines = []
         first = self.proc.stderr.readline()
         self.lines.append(first)
@@ -333,6 +335,62 @@ def main():
           logged + counted == 20 and 1 <= logged < 20, f"{logged} lines, {counted} counted")
     for s in flood:
         s.close()
+    srv.stop()
+
+    # Out of file descriptors (the default --max-connections is above any such
+    # limit): a connection beyond them is accepted and closed at once, the log
+    # names the cause and the peer, the server does not spin on its readable
+    # listener, and it serves again once descriptors free up.
+    def cpu_seconds(pid):
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    def refusals_on_eof(srv, count, cause, what):
+        silent = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(count)]
+        lines = srv.wait_lines(cause)
+        check(f"{what}: the refusal is logged, naming the cause and the peer",
+              len(lines) >= 1 and re.match(
+                  r"hbone serve: " + cause + r", refusing 127\.0\.0\.1:\d+ \(\d+ more since\)\n",
+                  lines[0]) is not None, str(lines))
+        readable, _, _ = select.select(silent, [], [], 10)
+        check(f"{what}: refused sockets see their end at once",
+              len(readable) > 0 and all(s.recv(1) == b"" for s in readable), f"{len(readable)}")
+        cpu0 = cpu_seconds(srv.proc.pid)
+        time.sleep(0.5)  # not waiting for anything: the window the CPU time is measured over
+        spent = cpu_seconds(srv.proc.pid) - cpu0
+        check(f"{what}: the server does not spin", spent < 0.2, f"{spent:.2f} s of CPU")
+        for s in silent:
+            s.close()
+
+    # Not one descriptor left for accept() (the limit lowered to what the
+    # server holds): the connection waits in the backlog, and only the
+    # descriptor kept in reserve lets the server take it and close it.
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo"] + tls("server"))
+    held = len(os.listdir(f"/proc/{srv.proc.pid}/fd"))
+    soft, hard = resource.prlimit(srv.proc.pid, resource.RLIMIT_NOFILE)
+    resource.prlimit(srv.proc.pid, resource.RLIMIT_NOFILE, (held, hard))
+    refusals_on_eof(srv, 5, r"out of file descriptors", "no descriptor for accept")
+    resource.prlimit(srv.proc.pid, resource.RLIMIT_NOFILE, (soft, hard))
+    r, tries = connect_until(srv.port, refused=False)
+    check("no descriptor for accept: once there are some, a connection is served",
+          r.returncode == 0 and r.stdout == b"limits",
+          f"{tries} tries, last: {r.returncode} {r.stderr.decode()}")
+    srv.stop()
+
+    # A few left: accept() gets the last one, and the new TLS session (wolfSSL
+    # opens a descriptor to seed it) cannot be set up.
+    def few_descriptors():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32))
+
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo"] + tls("server"),
+                 preexec_fn=few_descriptors)
+    refusals_on_eof(srv, 40, r"cannot set up a connection: out of file descriptors",
+                    "no descriptor for the TLS session")
+    r, tries = connect_until(srv.port, refused=False)
+    check("no descriptor for the TLS session: once there are some, a connection is served",
+          r.returncode == 0 and r.stdout == b"limits",
+          f"{tries} tries, last: {r.returncode} {r.stderr.decode()}")
     srv.stop()
 
     # The examples built on the same API.
