@@ -9,6 +9,19 @@
 /* Live allocations made through fuzz_mem(). Fuzzing is single-threaded, so
  * a plain counter is enough. */
 static size_t live_blocks;
+/* Allocation attempts until the injected failure (0: none armed), and
+ * whether it happened. */
+static uint64_t fail_countdown;
+static int failed_once;
+
+/* Whether this allocation attempt is the one to fail. */
+static int inject_failure(void)
+{
+    if (fail_countdown == 0 || --fail_countdown != 0)
+        return 0;
+    failed_once = 1;
+    return 1;
+}
 
 void fuzz_fail(const char *file, int line, const char *what)
 {
@@ -20,6 +33,8 @@ void fuzz_fail(const char *file, int line, const char *what)
 static void *count_malloc(size_t size, void *user_data)
 {
     (void)user_data;
+    if (inject_failure())
+        return NULL;
     void *p = malloc(size);
     if (p)
         live_blocks++;
@@ -41,6 +56,8 @@ static void count_free(void *ptr, void *user_data)
 static void *count_calloc(size_t nmemb, size_t size, void *user_data)
 {
     (void)user_data;
+    if (inject_failure())
+        return NULL;
     void *p = calloc(nmemb, size);
     if (p)
         live_blocks++;
@@ -60,6 +77,8 @@ static void *count_realloc(void *ptr, size_t size, void *user_data)
     }
     /* Moving a block neither adds nor removes one; on failure the old block
      * stays live, as it should. */
+    if (inject_failure())
+        return NULL;
     return realloc(ptr, size);
 }
 
@@ -76,9 +95,21 @@ const hbone_mem *fuzz_mem(void)
     return mem;
 }
 
+void fuzz_mem_fail_nth(uint64_t n)
+{
+    fail_countdown = n;
+    failed_once = 0;
+}
+
+int fuzz_mem_failed(void)
+{
+    return failed_once;
+}
+
 void fuzz_mem_begin(void)
 {
     FUZZ_CHECK(live_blocks == 0);
+    fuzz_mem_fail_nth(0);
     (void)fuzz_mem();
 }
 

@@ -39,6 +39,15 @@ const hbone_mem *fuzz_mem(void);
 /* Call at the start of an input: aborts if an earlier input leaked. */
 void fuzz_mem_begin(void);
 
+/* Make the @p n-th allocation through fuzz_mem() from now on fail (1: the
+ * next one; malloc, calloc and growing realloc all count), once; 0 disarms.
+ * fuzz_mem_begin() disarms too. This is how targets inject allocation
+ * failures at a point the input chooses, in ngtcp2's style. */
+void fuzz_mem_fail_nth(uint64_t n);
+
+/* 1 if the failure armed by fuzz_mem_fail_nth() has happened since. */
+int fuzz_mem_failed(void);
+
 /* Call at the end of an input: aborts unless every allocation made through
  * fuzz_mem() since fuzz_mem_begin() was freed. This finds leaks in replay
  * builds without LeakSanitizer (gcc, valgrind-free CI). */

@@ -46,20 +46,10 @@ step "libFuzzer build (clang, ASan+UBSan), ${FUZZ_SECONDS:=20} s per target"
         -Db_lundef=false -Dtests=false -Dexamples=false -Dbench=false
 ninja -C build-fuzz
 run_tests -C build-fuzz --suite fuzz
-for target in spiffe svid pem authority; do
-    scratch=$(mktemp -d)
-    status=0
-    build-fuzz/fuzz/fuzz_$target -max_total_time="$FUZZ_SECONDS" -rss_limit_mb=2048 \
-        -max_len=4096 -print_final_stats=1 "$scratch" "fuzz/corpus/$target" \
-        >"$scratch.log" 2>&1 || status=$?
-    echo "fuzz_$target: $(grep -E '^stat::number_of_executed_units' "$scratch.log" | tr -s ' ')"
-    if [ "$status" != 0 ]; then
-        tail -n 40 "$scratch.log"
-        echo "fuzz_$target failed (status $status)"
-        exit 1
-    fi
-    rm -rf "$scratch" "$scratch.log"
-done
+# Every target in fuzz/ (found from the sources), each with its corpus; it
+# prints executions and coverage per target, and the log tail and artifact
+# directory (build-fuzz/fuzz-artifacts) of any finding.
+fuzz/run-all.sh "$FUZZ_SECONDS" build-fuzz
 
 step "install and link from outside the tree"
 tests/install-check.sh build

@@ -12,6 +12,7 @@
 
 #include "common/log.h"
 #include "common/mem.h"
+#include "conn/conn_testing.h"
 #include "conn/tunnel.h"
 #include "h2/h2.h"
 #include "tls/config.h"
@@ -38,6 +39,13 @@
 #define MIN_DATA_IN_PARTIAL_RECORD 1024
 /* HPACK counts each header field as its length plus 32 (RFC 9113 6.5.2). */
 #define HEADER_FIELD_OVERHEAD 32
+
+/* A token bucket, in thousandths of a token, refilled by the connection's
+ * clock. */
+typedef struct hb_bucket {
+    uint64_t tokens;
+    uint64_t refilled;
+} hb_bucket;
 
 struct hbone_callbacks {
     hbone_handshake_cb handshake;
@@ -69,12 +77,13 @@ struct hbone_conn {
     uint64_t next_ping;
     uint64_t ping_deadline; /* a keepalive PING awaits its ACK */
     uint64_t drain_deadline;
-    uint64_t idle_since;    /* no tunnel since then (0: tunnels open) */
-    int draining;           /* no new tunnels */
-    int flush_goaway;       /* failed, but a GOAWAY still has to go out */
-    uint64_t glitch_tokens; /* in thousandths of a token */
-    uint64_t glitch_refilled;
-    int drain_ping_sent; /* server: waiting for the ACK before the final GOAWAY */
+    uint64_t idle_since;   /* no tunnel since then (0: tunnels open) */
+    int draining;          /* no new tunnels */
+    int flush_goaway;      /* failed, but a GOAWAY still has to go out */
+    int peer_broke_http2;  /* nghttp2 sent GOAWAY with an error: fail once it is out */
+    hb_bucket glitches;    /* frames that do no work: hbone_config_set_flood_limit */
+    hb_bucket peer_resets; /* RST_STREAM from the peer */
+    int drain_ping_sent;   /* server: waiting for the ACK before the final GOAWAY */
     /* Plaintext frames waiting to fill a TLS record: a buffer on the stack
      * of hbone_conn_output(), the only place frames are produced, so a
      * connection holds none between calls and no call allocates one. */
@@ -214,9 +223,14 @@ static int on_header(void *ctx, int32_t stream, const uint8_t *name, size_t name
         return HBONE_ERR_PROTOCOL;
     }
     if (!c->server) {
-        /* nghttp2 has checked :status is three digits (HTTP messaging). */
-        if (name_len == 7 && memcmp(name, ":status", 7) == 0 && value_len == 3)
+        /* nghttp2 has checked :status is three digits (HTTP messaging), but
+         * not that it is a status: 000-099 and 600-999 are not (RFC 9110
+         * section 15), and 0 would read as "no status yet". Reset. */
+        if (name_len == 7 && memcmp(name, ":status", 7) == 0 && value_len == 3) {
+            if (value[0] < '1' || value[0] > '5')
+                return HBONE_ERR_PROTOCOL;
             t->status = (value[0] - '0') * 100 + (value[1] - '0') * 10 + (value[2] - '0');
+        }
         return 0;
     }
     if (name_len > 0 && name[0] == ':') {
@@ -289,9 +303,17 @@ static int response_done(hbone_conn *c, hb_tunnel *t)
 }
 
 /* The peer ended its side: tell the application once. */
+/* A refused tunnel (answered, not established) carries nothing: the body of
+ * a refusal, or what a client sends after it, is not tunnel data, and the
+ * application has already been told the tunnel failed. */
+static int refused(const hb_tunnel *t)
+{
+    return t->answered && !t->established;
+}
+
 static void peer_ended(hbone_conn *c, hb_tunnel *t)
 {
-    if (!t->visible || t->peer_ended)
+    if (!t->visible || t->peer_ended || refused(t))
         return;
     t->peer_ended = 1;
     if (c->cbs.tunnel_end)
@@ -323,7 +345,7 @@ static int on_data(void *ctx, int32_t stream, const uint8_t *data, size_t len)
 {
     hbone_conn *c = ctx;
     hb_tunnel *t = find_tunnel(c, stream);
-    if (!t || !t->visible) {
+    if (!t || !t->visible || refused(t)) {
         /* Nobody will consume these bytes: give the window back now. */
         return hb_h2_consume(c->h2, stream, len);
     }
@@ -351,8 +373,7 @@ static void on_close(void *ctx, int32_t stream, uint32_t error_code)
         return;
     /* NO_ERROR means clean only once the peer's side is complete; a refusal
      * is complete as it stands. */
-    int refused = t->answered && !t->established;
-    if (error_code == HB_H2_NO_ERROR && !t->peer_ended && !refused)
+    if (error_code == HB_H2_NO_ERROR && !t->peer_ended && !refused(t))
         error_code = HBONE_CLOSE_RESET_BEFORE_END;
     close_tunnel(c, t, error_code);
 }
@@ -388,21 +409,60 @@ static int calm_down(hbone_conn *c, const char *why)
     return HBONE_ERR_PROTOCOL;
 }
 
+static void bucket_fill(hb_bucket *b, uint64_t now, uint32_t burst)
+{
+    b->tokens = (uint64_t)burst * 1000u;
+    b->refilled = now;
+}
+
+/* Take one token, refilling first at @p per_second since the last time;
+ * returns 0 when none is left. */
+static int bucket_take(hb_bucket *b, uint64_t now, uint32_t burst, uint32_t per_second)
+{
+    uint64_t elapsed = now > b->refilled ? now - b->refilled : 0;
+    uint64_t full = (uint64_t)burst * 1000u;
+    b->refilled = now;
+    /* ms x tokens/s = thousandths; the cap also keeps the sum from wrapping. */
+    b->tokens += elapsed < full ? elapsed * per_second : full;
+    if (b->tokens > full)
+        b->tokens = full;
+    if (b->tokens < 1000)
+        return 0;
+    b->tokens -= 1000;
+    return 1;
+}
+
 static int on_glitch(void *ctx)
 {
     hbone_conn *c = ctx;
-    uint64_t elapsed = c->now > c->glitch_refilled ? c->now - c->glitch_refilled : 0;
-    uint64_t full = (uint64_t)c->cfg->flood_burst * 1000u;
-    c->glitch_refilled = c->now;
-    /* ms x tokens/s = thousandths; the cap also keeps the sum from wrapping. */
-    c->glitch_tokens += elapsed < full ? elapsed * c->cfg->flood_per_second : full;
-    if (c->glitch_tokens > full)
-        c->glitch_tokens = full;
-    if (c->glitch_tokens < 1000)
+    if (!bucket_take(&c->glitches, c->now, c->cfg->flood_burst, c->cfg->flood_per_second))
         return calm_down(c, "sent too many frames that do no work (empty DATA, PRIORITY, "
                             "invalid frames or streams it made us reset)");
-    c->glitch_tokens -= 1000;
     return 0;
+}
+
+/* The same budget as nghttp2's reset limit, counted here so that input stops
+ * at the reset that overdraws it: nghttp2 would still hand the application
+ * every request in the rest of the input before it ends the connection. */
+static int on_peer_reset(void *ctx)
+{
+    hbone_conn *c = ctx;
+    if (!bucket_take(&c->peer_resets, c->now, HB_H2_RESET_BURST, HB_H2_RESET_PER_SECOND))
+        return calm_down(c, "reset streams faster than allowed (Rapid Reset)");
+    return 0;
+}
+
+/* nghttp2 ended the connection over a frame of the peer's (our own reasons,
+ * ENHANCE_YOUR_CALM or a failure, have their detail already). The
+ * connection fails once that GOAWAY is on its way. */
+static void on_goaway_sent(void *ctx, uint32_t error_code, const char *why, size_t why_len)
+{
+    hbone_conn *c = ctx;
+    if (c->error || c->detail.text[0])
+        return;
+    hb_detail_set(&c->detail, HBONE_ERR_PROTOCOL, "the peer broke HTTP/2 (%s)%s%.*s",
+                  hb_h2_error_name(error_code), why_len ? ": " : "", (int)why_len, why);
+    c->peer_broke_http2 = 1;
 }
 
 static const uint8_t keepalive_opaque[8] = {'h', 'b', 'o', 'n', 'e', 'k', 'p', 'a'};
@@ -534,14 +594,18 @@ static const hb_h2_events h2_events = {
     .next_data_length = next_data_length,
     .send_data = send_data,
     .on_glitch = on_glitch,
+    .on_peer_reset = on_peer_reset,
+    .on_goaway_sent = on_goaway_sent,
     .on_ping_ack = on_ping_ack,
     .on_send = on_send,
 };
 
 /* --- connection ------------------------------------------------------------- */
 
+/* @p plaintext: a session without TLS (test builds only, see
+ * conn_testing.h); always 0 in libhbone.so. */
 static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
-                    void *user_data, int server, uint64_t now)
+                    void *user_data, int server, int plaintext, uint64_t now)
 {
     if (!out || !cfg)
         return HBONE_ERR_INVALID_ARGUMENT;
@@ -549,7 +613,13 @@ static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *
     hbone_conn *c = hb_calloc(&cfg->mem, 1, sizeof(*c));
     if (!c)
         return HBONE_ERR_NOMEM;
-    int r = hb_tls_new(&c->tls, cfg, server ? HB_TLS_SERVER : HB_TLS_CLIENT);
+    int role = server ? HB_TLS_SERVER : HB_TLS_CLIENT;
+#ifdef HB_TESTING
+    int r = plaintext ? hb_tls_new_plaintext(&c->tls, cfg, role) : hb_tls_new(&c->tls, cfg, role);
+#else
+    (void)plaintext;
+    int r = hb_tls_new(&c->tls, cfg, role);
+#endif
     if (r < 0) {
         hb_free(&cfg->mem, c);
         return r;
@@ -561,8 +631,8 @@ static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *
     c->user_data = user_data;
     c->server = server;
     c->now = now;
-    c->glitch_tokens = (uint64_t)cfg->flood_burst * 1000u;
-    c->glitch_refilled = now;
+    bucket_fill(&c->glitches, now, cfg->flood_burst);
+    bucket_fill(&c->peer_resets, now, HB_H2_RESET_BURST);
     if (cfg->handshake_timeout_ms)
         c->handshake_deadline = now + cfg->handshake_timeout_ms;
     hb_h2_default_settings(&c->settings, server);
@@ -587,14 +657,22 @@ static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *
 int hbone_conn_client_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
                           void *user_data, uint64_t now_ms)
 {
-    return conn_new(out, cfg, cbs, user_data, 0, now_ms);
+    return conn_new(out, cfg, cbs, user_data, 0, 0, now_ms);
 }
 
 int hbone_conn_server_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
                           void *user_data, uint64_t now_ms)
 {
-    return conn_new(out, cfg, cbs, user_data, 1, now_ms);
+    return conn_new(out, cfg, cbs, user_data, 1, 0, now_ms);
 }
+
+#ifdef HB_TESTING
+int hb_conn_new_plaintext(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
+                          void *user_data, int server, uint64_t now_ms)
+{
+    return conn_new(out, cfg, cbs, user_data, server ? 1 : 0, 1, now_ms);
+}
+#endif
 
 void hbone_conn_del(hbone_conn *c)
 {
@@ -684,7 +762,8 @@ int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *con
             int h = hb_h2_recv(c->h2, plain, nread);
             if (h < 0) {
                 if (!c->detail.text[0])
-                    hb_detail_set(&c->detail, h, "HTTP/2 protocol error from the peer");
+                    hb_detail_set(&c->detail, h, "HTTP/2 protocol error from the peer: %s",
+                                  hb_h2_recv_error(c->h2));
                 return fail(c, h);
             }
         }
@@ -732,8 +811,11 @@ const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len, uint64_t now_ms)
             if (r == 0)
                 r = flush_record(c);
             c->record = NULL;
+            if (r == 0 && c->peer_broke_http2)
+                fail(c, HBONE_ERR_PROTOCOL); /* its GOAWAY is in the output */
             if (r < 0) {
-                hb_detail_set(&c->detail, r, "sending failed: %s", hbone_strerror(r));
+                if (!c->detail.text[0]) /* a flood ended it: that detail stays */
+                    hb_detail_set(&c->detail, r, "sending failed: %s", hbone_strerror(r));
                 fail(c, r);
             }
         }
@@ -840,8 +922,12 @@ int hbone_conn_handle_expiry(hbone_conn *c, uint64_t now_ms)
         c->next_ping = now_ms + c->cfg->keepalive_interval_ms;
         if (!c->ping_deadline) {
             int r = hb_h2_ping(c->h2, keepalive_opaque);
-            if (r < 0)
+            if (r < 0) {
+                /* A fatal error always comes with a detail. */
+                hb_detail_set(&c->detail, r, "queueing a keepalive PING failed: %s",
+                              hbone_strerror(r));
                 return fail(c, r);
+            }
             c->ping_deadline = now_ms + c->cfg->keepalive_timeout_ms;
         }
     }
@@ -904,6 +990,11 @@ int hbone_conn_tunnel_open(hbone_conn *c, const char *authority, size_t authorit
         return HBONE_ERR_INVALID_ARGUMENT;
     *tunnel_out = 0;
     if (c->server || c->closed || c->error || c->draining)
+        return HBONE_ERR_INVALID_STATE;
+    /* The HTTP/2 session has ended (the peer's GOAWAY, no stream left):
+     * hbone_conn_is_closed() may already have said so, and the application
+     * may delete the connection without waiting for this tunnel's close. */
+    if (c->handshake_done && !hb_h2_alive(c->h2))
         return HBONE_ERR_INVALID_STATE;
     int r = check_headers(names, name_lens, values, value_lens, n);
     if (r < 0)

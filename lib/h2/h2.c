@@ -15,8 +15,6 @@
 #define MAX_SETTINGS_ENTRIES 32     /* per SETTINGS frame */
 #define MAX_OUTBOUND_ACKS 100       /* queued PING/SETTINGS ACKs */
 #define MAX_CONTINUATIONS 8         /* CONTINUATION frames per header block */
-#define RESET_RATE_BURST 1000       /* RST_STREAM received: burst ... */
-#define RESET_RATE_PER_SECOND 33    /* ... then this many per second */
 #define MAX_DEFLATE_TABLE 4096      /* our HPACK encoder's dynamic table */
 #define MAX_SEND_HEADER_BLOCK 65536 /* largest header block we serialize */
 
@@ -33,6 +31,7 @@ struct hb_h2 {
      * to send. Every function below that can queue a frame sets it, so
      * asking again costs nothing while nothing happened. */
     int may_write;
+    int recv_error; /* nghttp2's reason for refusing input, or 0 */
 };
 
 /* --- nghttp2's allocations ---------------------------------------------- */
@@ -76,6 +75,11 @@ void hb_h2_default_settings(hb_h2_settings *s, int server)
     s->max_frame_size = 1 * MiB;
     s->max_header_list_size = server ? 64 * KiB : 16 * KiB;
     s->max_concurrent_streams = server ? 200 : 0;
+}
+
+const char *hb_h2_error_name(uint32_t error_code)
+{
+    return nghttp2_http2_strerror(error_code);
 }
 
 const char *hb_h2_strerror(int nghttp2_error)
@@ -149,6 +153,9 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     case NGHTTP2_PRIORITY:
         r = h2->events->on_glitch(h2->ctx); /* HBONE has no use for priorities */
         break;
+    case NGHTTP2_RST_STREAM:
+        r = h2->events->on_peer_reset(h2->ctx);
+        break;
     case NGHTTP2_PING:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK)
             h2->events->on_ping_ack(h2->ctx, frame->ping.opaque_data);
@@ -157,7 +164,7 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
         break;
     }
     /* A glitch limit reached ends the whole connection, not one stream. */
-    if (r < 0 && frame->hd.type == NGHTTP2_PRIORITY)
+    if (r < 0 && (frame->hd.type == NGHTTP2_PRIORITY || frame->hd.type == NGHTTP2_RST_STREAM))
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     if (r < 0 && frame->hd.type == NGHTTP2_DATA && !end_stream)
         return NGHTTP2_ERR_CALLBACK_FAILURE;
@@ -178,11 +185,16 @@ static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame
 
 /* We reset a stream because of the peer's frames: count it as well. Codes
  * an application uses for its own resets (CONNECT_ERROR, CANCEL, NO_ERROR)
- * are not the peer's doing and do not count. */
+ * are not the peer's doing and do not count. A GOAWAY with an error code
+ * ends the connection: say why. */
 static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, void *user)
 {
     (void)session;
     hb_h2 *h2 = user;
+    if (frame->hd.type == NGHTTP2_GOAWAY && frame->goaway.error_code != NGHTTP2_NO_ERROR)
+        h2->events->on_goaway_sent(h2->ctx, frame->goaway.error_code,
+                                   (const char *)frame->goaway.opaque_data,
+                                   frame->goaway.opaque_data_len);
     if (frame->hd.type != NGHTTP2_RST_STREAM)
         return 0;
     switch (frame->rst_stream.error_code) {
@@ -191,8 +203,14 @@ static int on_frame_send(nghttp2_session *session, const nghttp2_frame *frame, v
     case NGHTTP2_FLOW_CONTROL_ERROR:
     case NGHTTP2_STREAM_CLOSED:
     case NGHTTP2_FRAME_SIZE_ERROR:
-    case NGHTTP2_REFUSED_STREAM:
-        return h2->events->on_glitch(h2->ctx) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    case NGHTTP2_REFUSED_STREAM: {
+        /* Over budget, the connection ends with ENHANCE_YOUR_CALM: say so
+         * rather than let nghttp2 report a failed callback. */
+        int r = h2->events->on_glitch(h2->ctx);
+        if (r < 0)
+            h2->send_error = r;
+        return r < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    }
     default:
         return 0;
     }
@@ -288,7 +306,7 @@ static int configure(hb_h2 *h2, nghttp2_session_callbacks *cbs, nghttp2_option *
     nghttp2_option_set_max_settings(opt, MAX_SETTINGS_ENTRIES);
     nghttp2_option_set_max_outbound_ack(opt, MAX_OUTBOUND_ACKS);
     nghttp2_option_set_max_continuations(opt, MAX_CONTINUATIONS);
-    nghttp2_option_set_stream_reset_rate_limit(opt, RESET_RATE_BURST, RESET_RATE_PER_SECOND);
+    nghttp2_option_set_stream_reset_rate_limit(opt, HB_H2_RESET_BURST, HB_H2_RESET_PER_SECOND);
     nghttp2_option_set_max_deflate_dynamic_table_size(opt, MAX_DEFLATE_TABLE);
     nghttp2_option_set_max_send_header_block_length(opt, MAX_SEND_HEADER_BLOCK);
     /* Closed streams are not kept for priority: HBONE does not use it. */
@@ -363,9 +381,16 @@ int hb_h2_recv(hb_h2 *h2, const uint8_t *data, size_t len)
 {
     h2->may_write = 1;
     ssize_t r = nghttp2_session_mem_recv(h2->session, data, len);
-    if (r < 0)
+    if (r < 0) {
+        h2->recv_error = (int)r;
         return (int)r == NGHTTP2_ERR_NOMEM ? HBONE_ERR_NOMEM : HBONE_ERR_PROTOCOL;
+    }
     return 0;
+}
+
+const char *hb_h2_recv_error(const hb_h2 *h2)
+{
+    return h2->recv_error ? nghttp2_strerror(h2->recv_error) : "";
 }
 
 int hb_h2_send(hb_h2 *h2)

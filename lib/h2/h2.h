@@ -69,6 +69,14 @@ typedef struct hb_h2_events {
      * forward (empty DATA, PRIORITY, an invalid frame, one that made us reset
      * a stream). Return a negative value to end the connection. */
     int (*on_glitch)(void *ctx);
+    /* The peer reset a stream. Return a negative value to end the
+     * connection (Rapid Reset): nghttp2's own limit ends it too, but only
+     * after the rest of the input it was given. */
+    int (*on_peer_reset)(void *ctx);
+    /* We sent GOAWAY with an error code: nghttp2 ended the connection
+     * because of the peer, or we asked it to. @p why is nghttp2's reason
+     * (the GOAWAY's debug data), not terminated. */
+    void (*on_goaway_sent)(void *ctx, uint32_t error_code, const char *why, size_t why_len);
     /* The peer acknowledged our PING with this opaque payload. */
     void (*on_ping_ack)(void *ctx, const uint8_t opaque[8]);
     /* Serialized frames for the peer. Return 0 for more, 1 to pause until
@@ -78,6 +86,14 @@ typedef struct hb_h2_events {
 
 #define HB_H2_DEFERRED (-1)
 
+/* RST_STREAM frames a peer may send (nghttp2's limit, and ours): a burst,
+ * then this many per second. */
+#define HB_H2_RESET_BURST 1000
+#define HB_H2_RESET_PER_SECOND 33
+
+/* RFC 9113's name of an HTTP/2 error code ("PROTOCOL_ERROR"). */
+const char *hb_h2_error_name(uint32_t error_code);
+
 int hb_h2_new(hb_h2 **out, int server, const hb_h2_settings *settings, const hb_mem *mem,
               const hb_h2_events *events, void *ctx);
 void hb_h2_del(hb_h2 *h2);
@@ -85,6 +101,9 @@ void hb_h2_del(hb_h2 *h2);
 /* Feed received plaintext. Returns 0 or HBONE_ERR_PROTOCOL (the session is
  * then terminating; hb_h2_send() flushes its GOAWAY). */
 int hb_h2_recv(hb_h2 *h2, const uint8_t *data, size_t len);
+/* Why nghttp2 refused the input hb_h2_recv() failed on ("" if it did not):
+ * e.g. "Received bad client magic byte string". */
+const char *hb_h2_recv_error(const hb_h2 *h2);
 /* Serialize everything pending through events->on_send. */
 int hb_h2_send(hb_h2 *h2);
 /* True while the session has work or may receive more. */

@@ -41,6 +41,11 @@ struct hb_tls {
     hbone_spiffe_id **expected;
     size_t n_expected;
     hbone_spiffe_id *peer_id;
+#ifdef HB_TESTING
+    /* hb_tls_new_plaintext(): no wolfSSL object, bytes pass unchanged. */
+    int plaintext;
+    int closed_sent;
+#endif
 };
 
 static pthread_once_t global_once = PTHREAD_ONCE_INIT;
@@ -72,11 +77,9 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     return (int)n;
 }
 
-static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+/* Append @p n bytes to the output buffer. Returns 0 or HBONE_ERR_NOMEM. */
+static int append_output(hb_tls *t, const void *buf, size_t n)
 {
-    (void)ssl;
-    hb_tls *t = ctx;
-    size_t n = (size_t)sz;
     size_t waiting = t->out_len - t->out_off;
     if (t->out_cap - t->out_len < n && t->out_off > 0 && t->out_off >= waiting) {
         /* Reuse the space the caller already drained before growing, when
@@ -91,13 +94,19 @@ static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
             cap *= 2;
         uint8_t *grown = hb_realloc(&t->cfg->mem, t->out, cap);
         if (!grown)
-            return WOLFSSL_CBIO_ERR_GENERAL;
+            return HBONE_ERR_NOMEM;
         t->out = grown;
         t->out_cap = cap;
     }
     memcpy(t->out + t->out_len, buf, n);
     t->out_len += n;
-    return sz;
+    return 0;
+}
+
+static int io_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
+{
+    (void)ssl;
+    return append_output(ctx, buf, (size_t)sz) == 0 ? sz : WOLFSSL_CBIO_ERR_GENERAL;
 }
 
 const uint8_t *hb_tls_output(const hb_tls *t, size_t *len)
@@ -466,6 +475,39 @@ int hb_tls_new(hb_tls **out, hbone_config *cfg, int role)
     return 0;
 }
 
+#ifdef HB_TESTING
+int hb_tls_new_plaintext(hb_tls **out, hbone_config *cfg, int role)
+{
+    if (!out || !cfg || (role != HB_TLS_CLIENT && role != HB_TLS_SERVER))
+        return HBONE_ERR_INVALID_ARGUMENT;
+    *out = NULL;
+    hb_tls *t = hb_calloc(&cfg->mem, 1, sizeof(*t));
+    if (!t)
+        return HBONE_ERR_NOMEM;
+    /* No certificate is needed, so not hb_config_freeze(); the config is
+     * still in use and must stop changing like any other. */
+    atomic_store(&cfg->frozen, 1);
+    t->cfg = hbone_config_ref(cfg);
+    t->role = role;
+    t->plaintext = 1;
+    t->done = 1; /* nothing to negotiate; peer_id stays NULL */
+    *out = t;
+    return 0;
+}
+
+/* hb_tls_read() without TLS: the same contract over the input as it is. */
+static int plaintext_read(hb_tls *t, const uint8_t *in, size_t in_len, size_t *consumed,
+                          uint8_t *out, size_t cap, size_t *nread)
+{
+    (void)t;
+    size_t n = in_len < cap ? in_len : cap;
+    if (n)
+        memcpy(out, in, n);
+    *consumed = *nread = n;
+    return n == cap ? 0 : HBONE_ERR_AGAIN;
+}
+#endif
+
 void hb_tls_del(hb_tls *t)
 {
     if (!t)
@@ -561,6 +603,10 @@ int hb_tls_read(hb_tls *t, const uint8_t *in, size_t in_len, size_t *consumed, u
         return HBONE_ERR_INVALID_STATE;
     if (t->peer_closed)
         return HBONE_ERR_CLOSED;
+#ifdef HB_TESTING
+    if (t->plaintext)
+        return plaintext_read(t, in, in ? in_len : 0, consumed, out, cap, nread);
+#endif
     lend_input(t, in, in_len);
     int result = 0, want_input = 0;
     while (*nread < cap) {
@@ -596,6 +642,14 @@ int hb_tls_write(hb_tls *t, const uint8_t *data, size_t len)
         return t->error;
     if (!t->done)
         return HBONE_ERR_INVALID_STATE;
+#ifdef HB_TESTING
+    if (t->plaintext) {
+        if (t->closed_sent) /* as wolfSSL refuses to write after close_notify */
+            return HBONE_ERR_INVALID_STATE;
+        int r = len ? append_output(t, data, len) : 0;
+        return r < 0 ? fail(t, r) : 0;
+    }
+#endif
     while (len > 0) {
         int chunk = len > (size_t)INT32_MAX ? INT32_MAX : (int)len;
         int ret = wolfSSL_write(t->ssl, data, chunk);
@@ -611,6 +665,14 @@ int hb_tls_close_notify(hb_tls *t)
 {
     if (t->error)
         return t->error;
+#ifdef HB_TESTING
+    if (t->plaintext) {
+        /* Nothing in-band marks the end of a plaintext stream (it would not
+         * be raw HTTP/2 any more): the peer learns it from the transport. */
+        t->closed_sent = 1;
+        return 0;
+    }
+#endif
     int ret = wolfSSL_shutdown(t->ssl);
     if (ret == WOLFSSL_SUCCESS || ret == WOLFSSL_SHUTDOWN_NOT_DONE)
         return 0;
@@ -631,6 +693,10 @@ const hbone_spiffe_id *hb_tls_peer_id(const hb_tls *t)
 
 const char *hb_tls_cipher(const hb_tls *t)
 {
+#ifdef HB_TESTING
+    if (t->plaintext)
+        return "none (plaintext, test builds only)";
+#endif
     /* By suite number: wolfSSL's own names differ between builds. */
     switch (wolfSSL_get_current_cipher_suite(t->ssl)) {
     case 0x1301:
@@ -646,6 +712,10 @@ const char *hb_tls_cipher(const hb_tls *t)
 
 const char *hb_tls_group(const hb_tls *t)
 {
+#ifdef HB_TESTING
+    if (t->plaintext)
+        return "none";
+#endif
     const char *name = wolfSSL_get_curve_name(t->ssl);
     return name ? name : "none";
 }

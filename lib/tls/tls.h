@@ -35,6 +35,18 @@ int hb_tls_verify_callback(int preverify, struct WOLFSSL_X509_STORE_CTX *store);
  * HBONE_ERR_NO_TRUST_BUNDLE, HBONE_ERR_NOMEM or HBONE_ERR_INTERNAL. */
 int hb_tls_new(hb_tls **out, hbone_config *cfg, int role);
 
+#ifdef HB_TESTING
+/* Test builds only (never in libhbone.so): a session without TLS, so that
+ * tests and fuzzers reach the HTTP/2 layer with raw bytes. Its handshake is
+ * complete at once and its peer id is NULL; reads pass input through with
+ * hb_tls_read()'s return contract, writes append plaintext to the output,
+ * close_notify only forbids further writes (nothing in-band marks the end;
+ * the peer learns it from the transport). @p cfg needs no certificate; it is
+ * frozen and referenced as by hb_tls_new(). Returns 0,
+ * HBONE_ERR_INVALID_ARGUMENT or HBONE_ERR_NOMEM. */
+int hb_tls_new_plaintext(hb_tls **out, hbone_config *cfg, int role);
+#endif
+
 void hb_tls_del(hb_tls *tls);
 
 /* Client: accept a server presenting @p id (copied). At least one is

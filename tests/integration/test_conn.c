@@ -34,18 +34,13 @@ struct side {
     int handshakes;
     struct tunnel_log tunnels[MAX_TUNNELS];
     size_t n_tunnels;
-    int consume_later; /* do not credit received bytes in the data callback */
-    int auto_answer;   /* server: 0 leave pending, 200 accept, else reject */
-    int echo;          /* server: write back what arrives, shut down on end */
-    size_t big_header; /* server: accept with a header field this large */
+    int consume_later;  /* do not credit received bytes in the data callback */
+    int auto_answer;    /* server: 0 leave pending, 200 accept, else reject */
+    int echo;           /* server: write back what arrives, shut down on end */
+    size_t big_header;  /* server: accept with a header field this large */
+    int tolerate_nomem; /* allocation-failure tests: see app_call */
+    int app_errors;     /* ... and what failed */
 };
-
-static uint32_t checksum_update(uint32_t sum, const uint8_t *data, size_t len)
-{
-    for (size_t i = 0; i < len; i++)
-        sum = (sum ^ data[i]) * 16777619u; /* FNV-1a */
-    return sum;
-}
 
 static struct tunnel_log *log_of(struct side *s, int32_t id)
 {
@@ -57,7 +52,7 @@ static struct tunnel_log *log_of(struct side *s, int32_t id)
     struct tunnel_log *l = &s->tunnels[s->n_tunnels++];
     memset(l, 0, sizeof(*l));
     l->id = id;
-    l->checksum = 2166136261u;
+    l->checksum = TL_CHECKSUM_INIT;
     return l;
 }
 
@@ -66,6 +61,19 @@ static void on_handshake(hbone_conn *conn, void *user)
     struct side *s = user;
     ck_assert_ptr_nonnull(hbone_conn_peer_id(conn));
     s->handshakes++;
+}
+
+/* Check the result of one of the application's calls. Where allocations are
+ * made to fail, a call may fail for want of memory: the application then
+ * resets the tunnel, as a real one would. */
+static void app_call(struct side *s, hbone_conn *conn, int32_t tunnel, int r)
+{
+    if (r == HBONE_ERR_NOMEM && s->tolerate_nomem) {
+        s->app_errors++;
+        (void)hbone_conn_tunnel_reset(conn, tunnel, 0xa);
+        return;
+    }
+    ck_assert_msg(r == 0, "application call: %s", hbone_strerror(r));
 }
 
 static void on_request(hbone_conn *conn, int32_t tunnel, const char *host, size_t host_len,
@@ -91,7 +99,8 @@ static void on_request(hbone_conn *conn, int32_t tunnel, const char *host, size_
         ck_assert_int_eq(
             hbone_conn_tunnel_accept(conn, tunnel, names, name_lens, values, value_lens, 1), 0);
     } else if (s->auto_answer == 200)
-        ck_assert_int_eq(hbone_conn_tunnel_accept(conn, tunnel, NULL, NULL, NULL, NULL, 0), 0);
+        app_call(s, conn, tunnel,
+                 hbone_conn_tunnel_accept(conn, tunnel, NULL, NULL, NULL, NULL, 0));
     else if (s->auto_answer)
         ck_assert_int_eq(hbone_conn_tunnel_reject(conn, tunnel, s->auto_answer), 0);
 }
@@ -107,14 +116,20 @@ static void on_data(hbone_conn *conn, int32_t tunnel, const uint8_t *data, size_
     struct side *s = user;
     struct tunnel_log *l = log_of(s, tunnel);
     l->received += len;
-    l->checksum = checksum_update(l->checksum, data, len);
+    l->checksum = tl_checksum(l->checksum, data, len);
     if (s->echo) {
         size_t accepted = 0;
         int r = hbone_conn_tunnel_write(conn, tunnel, data, len, &accepted);
-        ck_assert_msg(r == 0 && accepted == len, "echo write: %d, %zu of %zu", r, accepted, len);
+        if (r == 0 && accepted != len)
+            r = HBONE_ERR_NOMEM; /* the buffer could not grow to take it all */
+        ck_assert_msg(r == 0 || s->tolerate_nomem, "echo write: %d, %zu of %zu", r, accepted, len);
+        if (r < 0) {
+            app_call(s, conn, tunnel, r);
+            return;
+        }
     }
     if (!s->consume_later)
-        ck_assert_int_eq(hbone_conn_tunnel_consume(conn, tunnel, len), 0);
+        app_call(s, conn, tunnel, hbone_conn_tunnel_consume(conn, tunnel, len));
 }
 
 static void on_end(hbone_conn *conn, int32_t tunnel, void *user)
@@ -122,7 +137,7 @@ static void on_end(hbone_conn *conn, int32_t tunnel, void *user)
     struct side *s = user;
     log_of(s, tunnel)->ended++;
     if (s->echo)
-        ck_assert_int_eq(hbone_conn_tunnel_shutdown(conn, tunnel), 0);
+        app_call(s, conn, tunnel, hbone_conn_tunnel_shutdown(conn, tunnel));
 }
 
 static void on_writable(hbone_conn *conn, int32_t tunnel, void *user)
@@ -174,13 +189,16 @@ struct pair {
 static uint32_t pair_stream_window, pair_max_streams, pair_idle_ms, pair_client_header_list;
 /* The client's buffer limits, or 0 for the defaults. */
 static uint32_t pair_tunnel_buffer, pair_connection_buffer;
+/* An allocator for both sides' configs, or NULL for the C library's. */
+static const hbone_mem *pair_mem;
 
 static void pair_init(struct pair *p, const char *expected, unsigned seed)
 {
     memset(p, 0, sizeof(*p));
     p->seed = seed;
     p->now = 1000;
-    hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
+    hbone_config *ccfg = tl_config_mem("client", NULL, pair_mem),
+                 *scfg = tl_config_mem("server", NULL, pair_mem);
     if (pair_idle_ms) {
         ck_assert_int_eq(hbone_config_set_idle_timeout(scfg, pair_idle_ms), 0);
         ck_assert_int_eq(hbone_config_set_keepalive(scfg, 0, 0), 0);
@@ -319,7 +337,7 @@ static void write_all(struct pair *p, struct side *s, int32_t id, size_t len, ui
         }
         stalls = 0;
         ck_assert_int_eq(r, 0);
-        *sum = checksum_update(*sum, chunk, accepted);
+        *sum = tl_checksum(*sum, chunk, accepted);
         sent += accepted;
     }
 }
@@ -349,7 +367,7 @@ START_TEST(tunnel_lifecycle_with_data_both_ways)
     ck_assert_int_eq(hbone_conn_tunnel_write(p.client.conn, id, (const uint8_t *)"", 0, &none), 0);
     ck_assert_uint_eq(none, 0);
 
-    uint32_t sent = 2166136261u;
+    uint32_t sent = TL_CHECKSUM_INIT;
     size_t len = 3 * 1024 * 1024 + 17; /* below the 4 MiB window, above one buffer */
     write_all(&p, &p.client, id, len, &sent);
     ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, id), 0);
@@ -518,7 +536,7 @@ START_TEST(many_tunnels_share_one_connection)
         char authority[32];
         snprintf(authority, sizeof(authority), "10.0.%d.%d:%d", i / 250, i % 250 + 1, 1000 + i);
         ids[i] = open_tunnel(&p, authority);
-        sums[i] = 2166136261u;
+        sums[i] = TL_CHECKSUM_INIT;
     }
     pump(&p, NULL, NULL);
     for (int i = 0; i < N; i++) {
@@ -668,6 +686,78 @@ START_TEST(connection_buffer_is_configurable)
     pump(&p, NULL, NULL);
     ck_assert_uint_eq(log_of(&p.server, id)->received, sizeof(data));
     pair_free(&p);
+}
+END_TEST
+
+/* Each allocation of a scenario fails in turn (the 1st, the 2nd, ...):
+ * _i 0 opening a tunnel, 1 moving data both ways, 2 closing it. Every run
+ * ends without a crash or a leak, and either completes exactly or reports
+ * an error somewhere (a call, either connection, or the tunnel's close
+ * reason): never a silent half-success. */
+START_TEST(every_allocation_failure_in_a_tunnel_is_clean)
+{
+    enum { DATA = 100 * 1024 };
+    static uint8_t data[DATA];
+    for (size_t i = 0; i < DATA; i++)
+        data[i] = (uint8_t)(i * 7);
+    uint32_t sum = tl_checksum(TL_CHECKSUM_INIT, data, DATA);
+    for (long n = 1;; n++) {
+        ck_assert_int_lt(n, 5000);
+        tl_counting counts;
+        hbone_mem *mem = tl_counting_mem(&counts, -1);
+        struct pair p;
+        pair_mem = mem;
+        pair_init(&p, SERVER_ID, 300 + (unsigned)n);
+        pair_mem = NULL;
+        p.server.auto_answer = 200;
+        p.server.echo = 1;
+        p.client.tolerate_nomem = p.server.tolerate_nomem = 1;
+        int32_t id = 0;
+        if (_i > 0) {
+            id = open_tunnel(&p, "10.0.0.2:80");
+            pump(&p, NULL, NULL);
+        } else {
+            pump(&p, NULL, NULL); /* the handshake; its failures are handshake/'s */
+        }
+        counts.budget = n - 1; /* the nth allocation from here fails */
+        long attempts = counts.attempts;
+        int api = 0, cerr = 0, serr = 0;
+        size_t accepted = 0;
+        if (_i == 0) {
+            api = hbone_conn_tunnel_open(p.client.conn, "10.0.0.2:80", 11, NULL, NULL, NULL, NULL,
+                                         0, &id);
+        } else if (_i == 1) {
+            api = hbone_conn_tunnel_write(p.client.conn, id, data, DATA, &accepted);
+        } else {
+            api = hbone_conn_tunnel_shutdown(p.client.conn, id);
+        }
+        pump(&p, &cerr, &serr);
+        int failed = counts.attempts - attempts >= n; /* the nth attempt came, and failed */
+        counts.budget = -1;
+        struct tunnel_log *cli = id > 0 ? log_of(&p.client, id) : NULL;
+        struct tunnel_log *srv = id > 0 ? log_of(&p.server, id) : NULL;
+        int reported = api < 0 || cerr < 0 || serr < 0 || p.client.app_errors ||
+                       p.server.app_errors || hbone_conn_error_detail(p.client.conn)[0] ||
+                       hbone_conn_error_detail(p.server.conn)[0] || (cli && cli->reason) ||
+                       (srv && srv->reason);
+        if (!reported) {
+            /* Then it all happened: the tunnel is up, the echo whole, the
+             * close clean. */
+            ck_assert_int_eq(cli->status, 200);
+            if (_i == 1) {
+                ck_assert_uint_eq(accepted, DATA);
+                ck_assert_uint_eq(cli->received, DATA);
+                ck_assert_uint_eq(cli->checksum, sum);
+            }
+            if (_i == 2)
+                ck_assert_int_eq(cli->closed, 1);
+        }
+        pair_free(&p);
+        ck_assert_int_eq(counts.allocs, counts.frees);
+        hbone_mem_del(mem);
+        if (!failed)
+            break; /* the scenario needs fewer than n allocations: all were tried */
+    }
 }
 END_TEST
 
@@ -896,7 +986,7 @@ START_TEST(drain_lets_open_tunnels_finish)
     ck_assert_int_eq(hbone_conn_drain(p.server.conn, p.now, 5000), 0);
     pump(&p, NULL, NULL);
     /* The open tunnel still carries data both ways. */
-    uint32_t sum = 2166136261u;
+    uint32_t sum = TL_CHECKSUM_INIT;
     write_all(&p, &p.client, id, 100000, &sum);
     ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, id), 0);
     pump(&p, NULL, NULL);
@@ -1027,6 +1117,7 @@ int main(void)
     tcase_add_test(tc, backpressure_until_the_peer_consumes);
     tcase_add_test(tc, tunnel_buffer_is_configurable);
     tcase_add_test(tc, connection_buffer_is_configurable);
+    tcase_add_loop_test(tc, every_allocation_failure_in_a_tunnel_is_clean, 0, 3);
     tcase_add_test(tc, client_api_refuses_bad_requests);
     tcase_add_test(tc, closed_tunnels_return_their_window);
     tcase_add_test(tc, handshake_times_out);

@@ -222,21 +222,6 @@ START_TEST(request_headers_reach_the_application)
 }
 END_TEST
 
-/* A frame header: 24-bit length, type, flags, stream id. */
-static size_t frame_header(uint8_t *out, uint32_t len, uint8_t type, uint8_t flags, int32_t stream)
-{
-    out[0] = (uint8_t)(len >> 16);
-    out[1] = (uint8_t)(len >> 8);
-    out[2] = (uint8_t)len;
-    out[3] = type;
-    out[4] = flags;
-    out[5] = (uint8_t)((uint32_t)stream >> 24);
-    out[6] = (uint8_t)((uint32_t)stream >> 16);
-    out[7] = (uint8_t)((uint32_t)stream >> 8);
-    out[8] = (uint8_t)stream;
-    return 9;
-}
-
 /* @p count PRIORITY frames, or empty DATA frames on @p stream. */
 static void flood(struct fixture *f, int count, int empty_data, int32_t stream)
 {
@@ -244,9 +229,9 @@ static void flood(struct fixture *f, int count, int empty_data, int32_t stream)
     for (int i = 0; i < count; i++) {
         size_t n;
         if (empty_data) {
-            n = frame_header(frame, 0, 0x0, 0, stream);
+            n = raw_h2_frame_header(frame, 0, 0x0, 0, stream);
         } else {
-            n = frame_header(frame, 5, 0x2, 0, 2 * i + 101);
+            n = raw_h2_frame_header(frame, 5, 0x2, 0, 2 * i + 101);
             memset(frame + n, 0, 4);
             frame[n + 4] = 15; /* weight */
             n += 5;
@@ -365,11 +350,11 @@ START_TEST(ack_floods_from_a_peer_that_never_reads)
     for (int i = 0; i < 500; i++) {
         size_t n;
         if (_i == 0) {
-            n = frame_header(frame, 8, 0x6, 0, 0);
+            n = raw_h2_frame_header(frame, 8, 0x6, 0, 0);
             memset(frame + n, i & 0xff, 8);
             n += 8;
         } else {
-            n = frame_header(frame, 0, 0x4, 0, 0); /* an empty SETTINGS */
+            n = raw_h2_frame_header(frame, 0, 0x4, 0, 0); /* an empty SETTINGS */
         }
         raw_h2_send_raw(f.client, frame, n);
     }

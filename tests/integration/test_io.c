@@ -31,13 +31,6 @@ struct state {
     int echo_end; /* the client ended: end too once the echo is out */
 };
 
-static uint32_t sum_update(uint32_t sum, const uint8_t *d, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        sum = (sum ^ d[i]) * 16777619u;
-    return sum;
-}
-
 static void server_request(hbone_conn *conn, int32_t tunnel, const char *host, size_t host_len,
                            uint16_t port, int kind, void *user)
 {
@@ -103,7 +96,7 @@ static void client_data(hbone_conn *conn, int32_t tunnel, const uint8_t *data, s
 {
     struct state *st = user;
     st->received += len;
-    st->received_sum = sum_update(st->received_sum, data, len);
+    st->received_sum = tl_checksum(st->received_sum, data, len);
     ck_assert_int_eq(hbone_conn_tunnel_consume(conn, tunnel, len), 0);
 }
 
@@ -126,7 +119,7 @@ static void send_more(hbone_conn *conn, struct state *st)
         size_t accepted = 0;
         if (hbone_conn_tunnel_write(conn, st->tunnel, chunk, n, &accepted) != 0)
             return;
-        st->sent_sum = sum_update(st->sent_sum, chunk, accepted);
+        st->sent_sum = tl_checksum(st->sent_sum, chunk, accepted);
         st->sent += accepted;
         if (st->sent == PAYLOAD)
             ck_assert_int_eq(hbone_conn_tunnel_shutdown(conn, st->tunnel), 0);
@@ -178,7 +171,7 @@ static int tunnel_closed(struct state *st)
 
 static void tunnel_over_loopback(const char *listen_address)
 {
-    struct state st = {.sent_sum = 2166136261u, .received_sum = 2166136261u};
+    struct state st = {.sent_sum = TL_CHECKSUM_INIT, .received_sum = TL_CHECKSUM_INIT};
     int lfd, cfd, sfd;
     uint16_t port;
     ck_assert_int_eq(hbone_io_listen(listen_address, strlen(listen_address), 8, &lfd, &port), 0);

@@ -19,6 +19,12 @@ struct raw_h2 {
     size_t to_server_len, to_client_len;
     int goaway;
     uint32_t goaway_code;
+    /* Raw mode: nghttp2 neither sends nor reads; the test writes every byte
+     * and the server's frames are parsed here, to play a client that is
+     * not HTTP/2 at all or breaks it from the first byte. */
+    int raw;
+    uint8_t *raw_in; /* server plaintext not yet parsed into frames */
+    size_t raw_in_len;
     /* The record tap: plaintext of each record, and where each one ends. */
     int tap;
     uint8_t *plain_log;
@@ -82,6 +88,20 @@ static int on_close(nghttp2_session *session, int32_t id, uint32_t code, void *u
     return 0;
 }
 
+static int on_data_chunk(nghttp2_session *session, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *user)
+{
+    (void)flags;
+    raw_h2_stream *s = stream_of(user, id);
+    if (s->received == 0)
+        s->checksum = TL_CHECKSUM_INIT;
+    s->received += len;
+    s->checksum = tl_checksum(s->checksum, data, len);
+    /* Credit at once, so a canary never stalls on this client's window. */
+    nghttp2_session_consume(session, id, len);
+    return 0;
+}
+
 static void push(uint8_t **q, size_t *len, const uint8_t *data, size_t n)
 {
     if (n == 0)
@@ -115,6 +135,7 @@ raw_h2 *raw_h2_new(void)
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_close);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     /* No HTTP messaging checks: this client sends what tests ask for. */
     nghttp2_option *opt;
     ck_assert_int_eq(nghttp2_option_new(&opt), 0);
@@ -135,7 +156,62 @@ void raw_h2_del(raw_h2 *c)
     free(c->to_client);
     free(c->plain_log);
     free(c->record_ends);
+    free(c->raw_in);
     free(c);
+}
+
+size_t raw_h2_frame_header(uint8_t *out, uint32_t len, uint8_t type, uint8_t flags, int32_t stream);
+
+raw_h2 *raw_h2_new_raw(void)
+{
+    raw_h2 *c = raw_h2_new();
+    c->raw = 1;
+    return c;
+}
+
+/* Raw mode: note what the server's frames say (GOAWAY, RST_STREAM, a 200,
+ * DATA), as far as a test needs. */
+static void raw_frame(raw_h2 *c, uint8_t type, uint8_t flags, int32_t id, const uint8_t *p,
+                      size_t len)
+{
+    if (type == NGHTTP2_GOAWAY && len >= 8) {
+        c->goaway = 1;
+        c->goaway_code = (uint32_t)p[4] << 24 | (uint32_t)p[5] << 16 | (uint32_t)p[6] << 8 | p[7];
+        return;
+    }
+    if (id == 0)
+        return;
+    raw_h2_stream *s = stream_of(c, id);
+    if (type == NGHTTP2_RST_STREAM && len >= 4) {
+        s->closed = 1;
+        s->close_code = (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+    } else if (type == NGHTTP2_HEADERS && len > 0 && p[0] == 0x88) {
+        s->status = 200; /* HPACK static entry 8, ":status: 200", as nghttp2 sends it */
+    } else if (type == NGHTTP2_DATA) {
+        if (s->received == 0)
+            s->checksum = TL_CHECKSUM_INIT;
+        s->received += len;
+        s->checksum = tl_checksum(s->checksum, p, len);
+    }
+    if ((type == NGHTTP2_HEADERS || type == NGHTTP2_DATA) && (flags & NGHTTP2_FLAG_END_STREAM))
+        s->ended = 1;
+}
+
+static void raw_parse(raw_h2 *c, const uint8_t *plain, size_t len)
+{
+    push(&c->raw_in, &c->raw_in_len, plain, len);
+    size_t at = 0;
+    while (c->raw_in_len - at >= 9) {
+        const uint8_t *h = c->raw_in + at;
+        size_t flen = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
+        if (c->raw_in_len - at < 9 + flen)
+            break;
+        int32_t id = (int32_t)(((uint32_t)h[5] & 0x7f) << 24 | (uint32_t)h[6] << 16 |
+                               (uint32_t)h[7] << 8 | h[8]);
+        raw_frame(c, h[3], h[4], id, h + 9, flen);
+        at += 9 + flen;
+    }
+    pop(c->raw_in, &c->raw_in_len, at);
 }
 
 int32_t raw_h2_request(raw_h2 *c, const char *const *fields, size_t n_fields, int end_stream)
@@ -200,13 +276,15 @@ static int client_step(raw_h2 *c)
             tap_record(c, plain, nread);
         ck_assert_msg(r == 0 || r == HBONE_ERR_AGAIN || r == HBONE_ERR_CLOSED,
                       "raw client read: %d", r);
-        if (nread)
+        if (nread && c->raw)
+            raw_parse(c, plain, nread);
+        else if (nread)
             ck_assert_int_ge(nghttp2_session_mem_recv(c->session, plain, nread), 0);
         progress |= nread > 0;
     }
     pop(c->to_client, &c->to_client_len, consumed);
     progress |= consumed > 0;
-    if (c->handshake_done) {
+    if (c->handshake_done && !c->raw) {
         const uint8_t *data;
         ssize_t n;
         while ((n = nghttp2_session_mem_send(c->session, &data)) > 0)
@@ -256,6 +334,33 @@ void raw_h2_send_raw(raw_h2 *c, const uint8_t *frames, size_t len)
     const uint8_t *out = hb_tls_output(c->tls, &out_len);
     push(&c->to_server, &c->to_server_len, out, out_len);
     hb_tls_output_consume(c->tls, out_len);
+}
+
+size_t raw_h2_frame_header(uint8_t *out, uint32_t len, uint8_t type, uint8_t flags, int32_t stream)
+{
+    out[0] = (uint8_t)(len >> 16);
+    out[1] = (uint8_t)(len >> 8);
+    out[2] = (uint8_t)len;
+    out[3] = type;
+    out[4] = flags;
+    out[5] = (uint8_t)((uint32_t)stream >> 24);
+    out[6] = (uint8_t)((uint32_t)stream >> 16);
+    out[7] = (uint8_t)((uint32_t)stream >> 8);
+    out[8] = (uint8_t)stream;
+    return 9;
+}
+
+void raw_h2_send_data(raw_h2 *c, int32_t stream, const uint8_t *data, size_t len)
+{
+    static uint8_t frame[9 + 16384];
+    while (len > 0) {
+        size_t n = len < 16384 ? len : 16384;
+        size_t h = raw_h2_frame_header(frame, (uint32_t)n, NGHTTP2_DATA, 0, stream);
+        memcpy(frame + h, data, n);
+        raw_h2_send_raw(c, frame, h + n);
+        data += n;
+        len -= n;
+    }
 }
 
 int raw_h2_goaway(const raw_h2 *c, uint32_t *code)

@@ -21,12 +21,20 @@ typedef struct raw_h2_stream {
     int ended;  /* END_STREAM received */
     int closed;
     uint32_t close_code; /* RST_STREAM code or 0 */
+    uint64_t received;   /* DATA payload bytes */
+    uint32_t checksum;   /* tl_checksum of them, in order */
 } raw_h2_stream;
 
 typedef struct raw_h2 raw_h2;
 
 /* A client presenting "client" from the test PKI and expecting "server". */
 raw_h2 *raw_h2_new(void);
+/* The same client in raw mode: after the TLS handshake it sends only what
+ * the test passes to raw_h2_send_raw (no preface, no SETTINGS), and reads
+ * the server's frames itself: stream status (a 200), RST_STREAM codes,
+ * DATA and GOAWAY are recorded as in normal mode. raw_h2_request is not for
+ * this mode. */
+raw_h2 *raw_h2_new_raw(void);
 void raw_h2_del(raw_h2 *c);
 
 /* Submit a request with these header fields (name, value pairs; pseudo
@@ -42,6 +50,14 @@ int raw_h2_pump_status(raw_h2 *c, hbone_conn *server);
 
 /* Send raw bytes (hand-made frames) after what the session has sent. */
 void raw_h2_send_raw(raw_h2 *c, const uint8_t *frames, size_t len);
+
+/* Write a frame header (24-bit length, type, flags, stream id) into @p out;
+ * returns its size, 9. */
+size_t raw_h2_frame_header(uint8_t *out, uint32_t len, uint8_t type, uint8_t flags, int32_t stream);
+
+/* Send @p len bytes on @p stream as hand-made DATA frames (flow control is
+ * the caller's business: the session does not know about them). */
+void raw_h2_send_data(raw_h2 *c, int32_t stream, const uint8_t *data, size_t len);
 
 /* 1 and the error code if the server sent GOAWAY, else 0. */
 int raw_h2_goaway(const raw_h2 *c, uint32_t *code);

@@ -76,8 +76,14 @@ static void add_bundle(hbone_config *cfg, const char *td, const char *file)
 
 hbone_config *tl_config(const char *leaf, const char *const *extra_bundles)
 {
+    return tl_config_mem(leaf, extra_bundles, NULL);
+}
+
+hbone_config *tl_config_mem(const char *leaf, const char *const *extra_bundles,
+                            const hbone_mem *mem)
+{
     hbone_config *cfg = NULL;
-    ck_assert_int_eq(hbone_config_new(&cfg, NULL), 0);
+    ck_assert_int_eq(hbone_config_new(&cfg, mem), 0);
     char name[256];
     size_t chain_len, key_len;
     snprintf(name, sizeof(name), "%s.chain.pem", leaf);
@@ -172,4 +178,11 @@ int tl_run_suite(Suite *suite)
     int failed = srunner_ntests_failed(sr);
     srunner_free(sr);
     return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+uint32_t tl_checksum(uint32_t sum, const uint8_t *data, size_t len)
+{
+    for (size_t i = 0; i < len; i++)
+        sum = (sum ^ data[i]) * 16777619u;
+    return sum;
 }

@@ -25,6 +25,9 @@ uint8_t *tl_pki_der(const char *name, size_t *len);
 /* A config with PKI files "<leaf>.chain.pem" and "<leaf>.key" and the bundle
  * of cluster.local; extra bundles: "td=file" strings, NULL-terminated. */
 hbone_config *tl_config(const char *leaf, const char *const *extra_bundles);
+/* The same, allocating through @p mem. */
+hbone_config *tl_config_mem(const char *leaf, const char *const *extra_bundles,
+                            const hbone_mem *mem);
 
 /* Parse a SPIFFE ID or abort the test. */
 hbone_spiffe_id *tl_id(const char *str);
@@ -41,6 +44,11 @@ typedef struct tl_counting {
 
 /* Reset @p c and return an allocator over it (free with hbone_mem_del). */
 hbone_mem *tl_counting_mem(tl_counting *c, long budget);
+
+/* A running checksum of bytes in order (FNV-1a): start from
+ * TL_CHECKSUM_INIT. */
+#define TL_CHECKSUM_INIT 2166136261u
+uint32_t tl_checksum(uint32_t sum, const uint8_t *data, size_t len);
 
 /* Run @p suite and return the process exit status. */
 int tl_run_suite(Suite *suite);
