@@ -731,6 +731,17 @@ static void end_of_input(hbone_conn *c)
     lose_all_tunnels(c);
 }
 
+/* The HTTP/2 session is over (GOAWAY, no stream left): hbone_conn_is_closed()
+ * says so, and from then on the connection stays closed, whatever would be
+ * queued later (a keepalive PING would make nghttp2 want to write again,
+ * and a tunnel opened then would never get its close event). Each entry
+ * point that may act on the session notes it first. */
+static void note_session_over(hbone_conn *c)
+{
+    if (c->handshake_done && !c->closed && !c->error && !hb_h2_alive(c->h2))
+        c->closed = 1;
+}
+
 int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *consumed,
                      uint64_t now_ms)
 {
@@ -739,6 +750,7 @@ int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *con
     if (!c || !consumed || (!data && len))
         return HBONE_ERR_INVALID_ARGUMENT;
     c->now = now_ms;
+    note_session_over(c);
     if (c->error)
         return c->error;
     if (c->closed)
@@ -796,6 +808,7 @@ const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len, uint64_t now_ms)
     if (!c)
         return NULL;
     c->now = now_ms;
+    note_session_over(c);
     if (!c->handshake_done && !c->error) {
         size_t unused;
         (void)advance_handshake(c, NULL, 0, &unused); /* the client's first flight */
@@ -884,6 +897,7 @@ int hbone_conn_handle_expiry(hbone_conn *c, uint64_t now_ms)
 {
     if (!c)
         return HBONE_ERR_INVALID_ARGUMENT;
+    note_session_over(c);
     if (c->error)
         return c->error;
     if (c->closed)
@@ -989,12 +1003,8 @@ int hbone_conn_tunnel_open(hbone_conn *c, const char *authority, size_t authorit
     if (!c || !authority || !tunnel_out)
         return HBONE_ERR_INVALID_ARGUMENT;
     *tunnel_out = 0;
+    note_session_over(c);
     if (c->server || c->closed || c->error || c->draining)
-        return HBONE_ERR_INVALID_STATE;
-    /* The HTTP/2 session has ended (the peer's GOAWAY, no stream left):
-     * hbone_conn_is_closed() may already have said so, and the application
-     * may delete the connection without waiting for this tunnel's close. */
-    if (c->handshake_done && !hb_h2_alive(c->h2))
         return HBONE_ERR_INVALID_STATE;
     int r = check_headers(names, name_lens, values, value_lens, n);
     if (r < 0)
