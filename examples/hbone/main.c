@@ -638,6 +638,12 @@ static void connect_done(tunnel_pipe *p, uint32_t reason)
     struct connect_state *st = p->ctx;
     st->closed = 1;
     st->reason = reason;
+    /* A connection that failed takes its tunnel with it, and the driver
+     * reports it closed only once the peer has closed too: its reason is
+     * known now. */
+    const char *why = hbone_conn_error_detail(p->conn);
+    if (why[0])
+        snprintf(st->failure, sizeof(st->failure), "%s", why);
     loop_stop(0);
 }
 

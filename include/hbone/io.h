@@ -81,7 +81,12 @@ HBONE_API int hbone_io_timeout_ms(const hbone_io *io, uint64_t now_ms);
  * holds the HBONE_IO_* bits the event loop reported (0 after a timeout).
  * Returns 0; HBONE_ERR_CLOSED once the connection is finished (ended
  * cleanly, failed, or the transport closed) and the driver can be deleted;
- * hbone_conn_error_detail() tells a failure apart.
+ * hbone_conn_error_detail() tells a failure apart. A finished connection's
+ * last bytes are sent first; then the driver sends FIN and waits up to 2 s
+ * for the peer's, reading and dropping what still comes (closing a socket
+ * with unread bytes would send RST, which can destroy our last frames on
+ * their way to the peer). Keep polling with hbone_io_events() and
+ * hbone_io_timeout_ms() meanwhile.
  */
 HBONE_API int hbone_io_handle(hbone_io *io, int ready, uint64_t now_ms);
 

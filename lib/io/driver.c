@@ -14,11 +14,21 @@
  * and bound the reads per call so one busy socket cannot starve the loop. */
 #define READ_BUFFER (64 * 1024)
 #define READS_PER_CALL 16
+/* Once the connection is finished and its last bytes are out, the driver
+ * sends its FIN and reads, discarding, until the peer's, for at most this
+ * long. Closing a socket that still holds unread bytes (the peer's last
+ * WINDOW_UPDATE, say) makes the kernel answer with RST, and an RST can make
+ * the peer's kernel drop our last frames before the peer has read them: a
+ * tunnel that ended cleanly would arrive as lost. */
+#define LINGER_MS 2000
 
 struct hbone_io {
     hbone_conn *conn;
     int fd;
     int eof;
+    int finished;  /* the connection is done: flush, then linger */
+    int lingering; /* our FIN is sent: waiting for the peer's */
+    uint64_t linger_until;
     uint8_t *in; /* ciphertext read but not yet taken by the connection */
     size_t in_len;
 };
@@ -47,8 +57,12 @@ void hbone_io_del(hbone_io *io)
 
 int hbone_io_events(hbone_io *io, uint64_t now_ms)
 {
+    if (io->lingering)
+        return HBONE_IO_READ;
     size_t pending = 0;
     (void)hbone_conn_output(io->conn, &pending, now_ms);
+    if (io->finished)
+        return pending ? HBONE_IO_WRITE : HBONE_IO_READ;
     /* A full read buffer means the connection holds input back until the
      * peer reads: poll for readability again only once there is room. */
     int can_read = !io->eof && io->in_len < READ_BUFFER;
@@ -57,6 +71,8 @@ int hbone_io_events(hbone_io *io, uint64_t now_ms)
 
 int hbone_io_timeout_ms(const hbone_io *io, uint64_t now_ms)
 {
+    if (io->lingering)
+        return io->linger_until > now_ms ? (int)(io->linger_until - now_ms) : 0;
     uint64_t expiry = hbone_conn_get_expiry(io->conn);
     if (expiry == UINT64_MAX)
         return -1;
@@ -159,25 +175,53 @@ static int write_socket(hbone_io *io, uint64_t now_ms)
     return 0;
 }
 
+/* Lingering: read and drop what the peer still sends. Returns 1 once its
+ * FIN (or an error, or the deadline) says the socket can be closed. */
+static int linger(hbone_io *io, uint64_t now_ms)
+{
+    for (int i = 0; i < READS_PER_CALL; i++) {
+        uint8_t drop[4096];
+        ssize_t n = recv(io->fd, drop, sizeof(drop), 0);
+        if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR))
+            return 1;
+        if (n < 0)
+            break;
+    }
+    return now_ms >= io->linger_until;
+}
+
 int hbone_io_handle(hbone_io *io, int ready, uint64_t now_ms)
 {
     if (!io)
         return HBONE_ERR_INVALID_ARGUMENT;
+    if (io->lingering)
+        return linger(io, now_ms) ? HBONE_ERR_CLOSED : 0;
     int r = 0;
-    if (ready & HBONE_IO_READ)
+    if ((ready & HBONE_IO_READ) && !io->finished)
         r = read_socket(io, now_ms);
-    if (r == 0 && hbone_conn_get_expiry(io->conn) <= now_ms)
+    if (r == 0 && !io->finished && hbone_conn_get_expiry(io->conn) <= now_ms)
         r = hbone_conn_handle_expiry(io->conn, now_ms);
     /* Always try to write: reading and timers produce output, and a failed
      * connection may still owe the peer an alert. */
     (void)write_socket(io, now_ms);
-    if (r == 0 && io->in_len) {
+    if (r == 0 && io->in_len && !io->finished) {
         /* Input held back until the peer read our output may go in now. */
         r = feed(io, now_ms);
         release_idle_buffer(io);
         (void)write_socket(io, now_ms);
     }
-    if (r < 0 || hbone_conn_is_closed(io->conn) || io->eof)
-        return HBONE_ERR_CLOSED;
-    return 0;
+    if (io->eof)
+        return HBONE_ERR_CLOSED; /* the peer is gone: nothing to wait for */
+    if (r < 0 || hbone_conn_is_closed(io->conn))
+        io->finished = 1;
+    if (!io->finished)
+        return 0;
+    size_t pending = 0;
+    (void)hbone_conn_output(io->conn, &pending, now_ms);
+    if (pending)
+        return 0; /* the last bytes first (an alert, a GOAWAY) */
+    shutdown(io->fd, SHUT_WR);
+    io->lingering = 1;
+    io->linger_until = now_ms + LINGER_MS;
+    return linger(io, now_ms) ? HBONE_ERR_CLOSED : 0;
 }

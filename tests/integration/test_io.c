@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include <hbone/hbone.h>
@@ -262,6 +263,103 @@ START_TEST(refused_connection_is_reported)
 }
 END_TEST
 
+/* A finished connection's socket is not closed while the peer may still
+ * send (closing with unread bytes would answer RST, which can destroy our
+ * last frames on their way): the driver sends FIN, drops what still comes,
+ * and reports the end at the peer's FIN, or after at most 2 s. */
+START_TEST(a_finished_connection_waits_for_the_peers_end)
+{
+    int lfd, peer, sfd;
+    uint16_t port;
+    ck_assert_int_eq(hbone_io_listen("127.0.0.1:0", 11, 8, &lfd, &port), 0);
+    char target[32];
+    snprintf(target, sizeof(target), "127.0.0.1:%u", port);
+    ck_assert_int_eq(hbone_io_connect(target, strlen(target), &peer), 0);
+    struct pollfd pfd = {lfd, POLLIN, 0};
+    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+    ck_assert_int_eq(hbone_io_accept(lfd, &sfd), 0);
+    close(lfd);
+    pfd = (struct pollfd){peer, POLLOUT, 0};
+    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+    hbone_config *cfg = tl_config("server", NULL);
+    hbone_callbacks *cbs;
+    ck_assert_int_eq(hbone_callbacks_new(&cbs), 0);
+    hbone_conn *server;
+    uint64_t now = 1000;
+    ck_assert_int_eq(hbone_conn_server_new(&server, cfg, cbs, NULL, now), 0);
+    hbone_callbacks_del(cbs);
+    hbone_config_del(cfg);
+    hbone_io *io;
+    ck_assert_int_eq(hbone_io_new(&io, server, sfd), 0);
+
+    /* Plaintext HTTP fails the TLS handshake: the connection is finished. */
+    static const char get[] = "GET / HTTP/1.1\r\n\r\n";
+    ck_assert_int_eq(send(peer, get, sizeof(get) - 1, 0), (ssize_t)sizeof(get) - 1);
+    pfd = (struct pollfd){sfd, POLLIN, 0};
+    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+    ck_assert_int_eq(hbone_io_handle(io, HBONE_IO_READ, now), 0); /* not closed yet */
+    ck_assert_int_lt(hbone_conn_input(server, NULL, 0, &(size_t){0}, now), 0);
+    ck_assert_int_eq(hbone_io_events(io, now), HBONE_IO_READ);
+    int wait = hbone_io_timeout_ms(io, now);
+    ck_assert_int_gt(wait, 0);
+    ck_assert_int_le(wait, 2000);
+    /* The peer gets whatever was owed (an alert, if any), then our FIN. */
+    uint8_t buf[4096];
+    ssize_t n = -1;
+    pfd = (struct pollfd){peer, POLLIN, 0};
+    while (poll(&pfd, 1, 5000) == 1 && (n = recv(peer, buf, sizeof(buf), 0)) > 0)
+        continue;
+    ck_assert_int_eq(n, 0); /* EOF, and the socket still open: no RST */
+    /* What the peer still sends is read and dropped. */
+    ck_assert_int_eq(send(peer, "late", 4, 0), 4);
+    pfd = (struct pollfd){sfd, POLLIN, 0};
+    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+    ck_assert_int_eq(hbone_io_handle(io, HBONE_IO_READ, now + 10), 0);
+    /* The peer's FIN ends it. */
+    ck_assert_int_eq(shutdown(peer, SHUT_WR), 0);
+    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+    ck_assert_int_eq(hbone_io_handle(io, HBONE_IO_READ, now + 20), HBONE_ERR_CLOSED);
+    hbone_io_del(io);
+    hbone_conn_del(server);
+    close(peer);
+}
+END_TEST
+
+/* A peer that never closes: the wait ends at the deadline. */
+START_TEST(lingering_ends_at_its_deadline)
+{
+    int lfd, peer, sfd;
+    uint16_t port;
+    ck_assert_int_eq(hbone_io_listen("127.0.0.1:0", 11, 8, &lfd, &port), 0);
+    char target[32];
+    snprintf(target, sizeof(target), "127.0.0.1:%u", port);
+    ck_assert_int_eq(hbone_io_connect(target, strlen(target), &peer), 0);
+    struct pollfd pfd = {lfd, POLLIN, 0};
+    ck_assert_int_eq(poll(&pfd, 1, 5000), 1);
+    ck_assert_int_eq(hbone_io_accept(lfd, &sfd), 0);
+    close(lfd);
+    hbone_config *cfg = tl_config("server", NULL);
+    hbone_callbacks *cbs;
+    ck_assert_int_eq(hbone_callbacks_new(&cbs), 0);
+    hbone_conn *server;
+    uint64_t now = 1000;
+    ck_assert_int_eq(hbone_conn_server_new(&server, cfg, cbs, NULL, now), 0);
+    hbone_callbacks_del(cbs);
+    hbone_config_del(cfg);
+    hbone_io *io;
+    ck_assert_int_eq(hbone_io_new(&io, server, sfd), 0);
+    /* The handshake times out (10 s of virtual time): finished, lingering. */
+    ck_assert_int_eq(hbone_io_handle(io, 0, now + 10000), 0);
+    int wait = hbone_io_timeout_ms(io, now + 10000);
+    ck_assert_int_eq(wait, 2000);
+    ck_assert_int_eq(hbone_io_handle(io, 0, now + 10000 + 1999), 0);
+    ck_assert_int_eq(hbone_io_handle(io, 0, now + 10000 + 2000), HBONE_ERR_CLOSED);
+    hbone_io_del(io);
+    hbone_conn_del(server);
+    close(peer);
+}
+END_TEST
+
 START_TEST(addresses_are_checked)
 {
     int fd = 7;
@@ -285,6 +383,8 @@ int main(void)
     tcase_add_test(tc, tunnel_over_ipv6_loopback);
     tcase_add_test(tc, refused_connection_is_reported);
     tcase_add_test(tc, addresses_are_checked);
+    tcase_add_test(tc, a_finished_connection_waits_for_the_peers_end);
+    tcase_add_test(tc, lingering_ends_at_its_deadline);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }
