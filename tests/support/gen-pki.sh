@@ -323,6 +323,10 @@ make_int int-rsa root-rsa "/O=cluster.local/CN=libhbone test intermediate RSA"
 publish_ca int-rsa
 make_leaf rsa-client int-rsa-pss
 make_leaf rsa-server int-rsa
+# The server's own identity again, from the RSA branch: the soak program
+# rotates the server between this leaf and "server" and tells them apart by
+# the root each chains to.
+make_leaf server-next int-rsa id="$spiffe/server"
 
 cat "$stage/root-a.pem" "$stage/root-rsa.pem" >"$stage/bundle-cluster.local.pem"
 
