@@ -916,7 +916,8 @@ int hbone_conn_handle_expiry(hbone_conn *c, uint64_t now_ms)
     if (due(c->drain_deadline, now_ms)) {
         /* Grace is over: GOAWAY and close, whatever is still open. */
         c->drain_deadline = 0;
-        (void)hb_h2_terminate(c->h2);
+        if (hb_h2_terminate(c->h2) == 0)
+            c->flush_goaway = 1; /* closed, but that GOAWAY still goes out */
         c->closed = 1;
         lose_all_tunnels(c);
         return 0;
