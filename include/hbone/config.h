@@ -126,6 +126,20 @@ HBONE_API int hbone_config_set_keepalive(hbone_config *cfg, uint32_t interval_ms
 HBONE_API int hbone_config_set_idle_timeout(hbone_config *cfg, uint32_t ms);
 
 /**
+ * Give up on a peer that takes nothing: a tunnel that has had bytes queued
+ * and none taken for @p ms milliseconds (the peer keeps its window shut, or
+ * never answers the request) is reset with CANCEL and closed with
+ * HBONE_CLOSE_STALLED; a connection whose transport has taken none of its
+ * waiting output for @p ms fails with HBONE_ERR_TIMEOUT. Each tunnel's clock
+ * is read every quarter of @p ms, so a stalled tunnel goes between @p ms and
+ * 1.25 x @p ms after its last progress. Default 300000 (5 minutes); 0
+ * disables. A stalled tunnel costs at most its buffer
+ * (hbone_config_set_buffer_limits); this returns that memory. Returns 0,
+ * HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_set_stall_timeout(hbone_config *cfg, uint32_t ms);
+
+/**
  * Server: also accept CONNECT authorities that name a host ("svc.ns:80", as
  * in double HBONE) instead of an IP address (default: refused with 400).
  * Returns 0, HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.

@@ -43,6 +43,9 @@ typedef struct hbone_conn hbone_conn;
 /* RST_STREAM(NO_ERROR) before the peer ended its side: what it sent may be
  * cut short, so this is not a clean end (ztunnel's peers may send it). */
 #define HBONE_CLOSE_RESET_BEFORE_END 0x101
+/* We reset the tunnel (CANCEL): the peer took none of its queued bytes for
+ * the stall timeout (hbone_config_set_stall_timeout). */
+#define HBONE_CLOSE_STALLED 0x102
 
 /* --- callbacks ----------------------------------------------------------- */
 
@@ -84,7 +87,8 @@ typedef void (*hbone_tunnel_writable_cb)(hbone_conn *conn, int32_t tunnel, void 
  * ended its side and then reset with NO_ERROR ("stop sending", RFC 9113
  * section 8.1). Otherwise it is an HTTP/2 error code when the tunnel was
  * reset (0xa CONNECT_ERROR: a TCP error on the far side),
- * HBONE_CLOSE_RESET_BEFORE_END or HBONE_CLOSE_CONNECTION_LOST.
+ * HBONE_CLOSE_RESET_BEFORE_END, HBONE_CLOSE_STALLED or
+ * HBONE_CLOSE_CONNECTION_LOST.
  */
 typedef void (*hbone_tunnel_close_cb)(hbone_conn *conn, int32_t tunnel, uint32_t reason,
                                       void *user_data);

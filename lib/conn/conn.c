@@ -77,13 +77,16 @@ struct hbone_conn {
     uint64_t next_ping;
     uint64_t ping_deadline; /* a keepalive PING awaits its ACK */
     uint64_t drain_deadline;
-    uint64_t idle_since;   /* no tunnel since then (0: tunnels open) */
-    int draining;          /* no new tunnels */
-    int flush_goaway;      /* failed, but a GOAWAY still has to go out */
-    int peer_broke_http2;  /* nghttp2 sent GOAWAY with an error: fail once it is out */
-    hb_bucket glitches;    /* frames that do no work: hbone_config_set_flood_limit */
-    hb_bucket peer_resets; /* RST_STREAM from the peer */
-    int drain_ping_sent;   /* server: waiting for the ACK before the final GOAWAY */
+    uint64_t idle_since;  /* no tunnel since then (0: tunnels open) */
+    uint64_t stall_check; /* next look for stalled tunnels (hbone_config_set_stall_timeout) */
+    uint64_t output_waiting_since; /* ciphertext waiting, none taken since (0: none waits) */
+    int output_taken;              /* the transport took some since the last timed call */
+    int draining;                  /* no new tunnels */
+    int flush_goaway;              /* failed, but a GOAWAY still has to go out */
+    int peer_broke_http2;          /* nghttp2 sent GOAWAY with an error: fail once it is out */
+    hb_bucket glitches;            /* frames that do no work: hbone_config_set_flood_limit */
+    hb_bucket peer_resets;         /* RST_STREAM from the peer */
+    int drain_ping_sent;           /* server: waiting for the ACK before the final GOAWAY */
     /* Plaintext frames waiting to fill a TLS record: a buffer on the stack
      * of hbone_conn_output(), the only place frames are produced, so a
      * connection holds none between calls and no call allocates one. */
@@ -375,6 +378,8 @@ static void on_close(void *ctx, int32_t stream, uint32_t error_code)
      * is complete as it stands. */
     if (error_code == HB_H2_NO_ERROR && !t->peer_ended && !refused(t))
         error_code = HBONE_CLOSE_RESET_BEFORE_END;
+    if (t->stalled)
+        error_code = HBONE_CLOSE_STALLED;
     close_tunnel(c, t, error_code);
 }
 
@@ -573,6 +578,9 @@ static int send_data(void *ctx, int32_t stream, const uint8_t *header, size_t pa
     }
     if (r < 0)
         return r;
+    /* Progress: the stall clock starts again (c->now is fresh here: frames
+     * are only produced by hbone_conn_output()). */
+    t->waiting_since = hb_tunnel_pending(t) ? c->now : 0;
     /* Half empty before asking for more: large writes, few events. */
     if (t->want_writable && hb_tunnel_pending(t) <= c->cfg->tunnel_buffer / 2) {
         t->want_writable = 0;
@@ -742,6 +750,63 @@ static void note_session_over(hbone_conn *c)
         c->closed = 1;
 }
 
+/* --- stalls: hbone_config_set_stall_timeout ---------------------------------- */
+
+/* The clock of waiting output starts, or starts again, at the first timed
+ * call after the transport took some: consumption itself carries no time. */
+static void watch_output(hbone_conn *c)
+{
+    if (!output_waiting(c))
+        c->output_waiting_since = 0;
+    else if (!c->output_waiting_since || c->output_taken)
+        c->output_waiting_since = c->now;
+    c->output_taken = 0;
+}
+
+static uint64_t stall_check_period(const hbone_conn *c)
+{
+    uint32_t period = c->cfg->stall_timeout_ms / 4;
+    return period ? period : 1;
+}
+
+/* Tunnels are looked at every quarter of the stall timeout while there are
+ * any: O(1) on the data path, whatever the number of tunnels. */
+static void arm_stall_check(hbone_conn *c)
+{
+    if (c->cfg->stall_timeout_ms && c->tunnels && !c->stall_check && c->handshake_done)
+        c->stall_check = c->now + stall_check_period(c);
+}
+
+/* Reset every tunnel whose queued bytes have waited the stall timeout. A
+ * tunnel's clock starts at the check that first finds it waiting, or at its
+ * last progress (send_data), so it goes between the timeout and 1.25 x it
+ * after the peer last took something. */
+static int check_stalls(hbone_conn *c)
+{
+    c->stall_check = 0;
+    for (hb_tunnel *t = c->tunnels; t; t = t->next) {
+        if (!hb_tunnel_pending(t) || t->stalled || t->resetting) {
+            t->waiting_since = 0;
+        } else if (!t->waiting_since) {
+            t->waiting_since = c->now;
+        } else if (c->now - t->waiting_since >= c->cfg->stall_timeout_ms) {
+            hb_log(&c->cfg->log, HBONE_LOG_INFO,
+                   "tunnel %d: the peer took none of %zu waiting bytes for %u ms, reset",
+                   (int)t->id, hb_tunnel_pending(t), (unsigned)c->cfg->stall_timeout_ms);
+            t->stalled = 1;
+            hb_tunnel_discard(c->mem, t); /* nobody will send it: free it now */
+            int r = hb_h2_reset(c->h2, t->id, HB_H2_CANCEL);
+            if (r < 0) {
+                hb_detail_set(&c->detail, r, "resetting a stalled tunnel failed: %s",
+                              hbone_strerror(r));
+                return fail(c, r);
+            }
+        }
+    }
+    arm_stall_check(c);
+    return 0;
+}
+
 int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *consumed,
                      uint64_t now_ms)
 {
@@ -755,6 +820,7 @@ int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *con
         return c->error;
     if (c->closed)
         return 0;
+    arm_stall_check(c);
     size_t used = 0;
     if (!c->handshake_done) {
         int r = advance_handshake(c, data, len, &used);
@@ -833,13 +899,20 @@ const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len, uint64_t now_ms)
             }
         }
     }
-    return hb_tls_output(c->tls, len);
+    const uint8_t *out = hb_tls_output(c->tls, len);
+    watch_output(c);
+    arm_stall_check(c);
+    return out;
 }
 
 void hbone_conn_output_consume(hbone_conn *c, size_t n)
 {
-    if (c)
-        hb_tls_output_consume(c->tls, n);
+    if (!c || !n)
+        return;
+    hb_tls_output_consume(c->tls, n);
+    c->output_taken = 1;
+    if (!output_waiting(c))
+        c->output_waiting_since = 0;
 }
 
 int hbone_conn_is_closed(const hbone_conn *c)
@@ -885,6 +958,9 @@ uint64_t hbone_conn_get_expiry(const hbone_conn *c)
     t = earliest(t, c->drain_deadline);
     if (c->idle_since && c->cfg->idle_timeout_ms && c->handshake_done && !c->draining)
         t = earliest(t, c->idle_since + c->cfg->idle_timeout_ms);
+    t = earliest(t, c->stall_check);
+    if (c->output_waiting_since && c->cfg->stall_timeout_ms)
+        t = earliest(t, c->output_waiting_since + c->cfg->stall_timeout_ms);
     return t ? t : UINT64_MAX;
 }
 
@@ -913,6 +989,15 @@ int hbone_conn_handle_expiry(hbone_conn *c, uint64_t now_ms)
                       (unsigned)c->cfg->keepalive_timeout_ms);
         return fail(c, HBONE_ERR_TIMEOUT);
     }
+    if (c->output_taken)
+        watch_output(c);
+    if (c->output_waiting_since && c->cfg->stall_timeout_ms &&
+        now_ms >= c->output_waiting_since + c->cfg->stall_timeout_ms) {
+        hb_detail_set(&c->detail, HBONE_ERR_TIMEOUT,
+                      "the peer took none of %zu bytes of our output for %u ms", output_waiting(c),
+                      (unsigned)c->cfg->stall_timeout_ms);
+        return fail(c, HBONE_ERR_TIMEOUT);
+    }
     if (due(c->drain_deadline, now_ms)) {
         /* Grace is over: GOAWAY and close, whatever is still open. */
         c->drain_deadline = 0;
@@ -932,6 +1017,11 @@ int hbone_conn_handle_expiry(hbone_conn *c, uint64_t now_ms)
             c->flush_goaway = 1;
         c->closed = 1;
         return 0;
+    }
+    if (due(c->stall_check, now_ms)) {
+        int r = check_stalls(c);
+        if (r < 0)
+            return r;
     }
     if (due(c->next_ping, now_ms)) {
         c->next_ping = now_ms + c->cfg->keepalive_interval_ms;

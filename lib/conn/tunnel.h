@@ -29,8 +29,10 @@ typedef struct hb_tunnel {
     unsigned peer_ended : 1;
     unsigned resetting : 1; /* reset by the HTTP/2 layer: nothing more to do */
     unsigned closing : 1;   /* its close event is being delivered */
+    unsigned stalled : 1;   /* we reset it: the peer took nothing for too long */
     int status;             /* client: :status being received */
     size_t unconsumed;      /* delivered, not yet consumed by the application */
+    uint64_t waiting_since; /* bytes queued and none taken since (0: not waiting) */
     /* Bytes the application wrote, not yet framed: a ring, so that taking
      * from the front never moves what is left. Its allocation starts
      * HB_TUNNEL_HEADROOM bytes before out. */

@@ -67,6 +67,7 @@ int hbone_config_new(hbone_config **out, const hbone_mem *mem)
     cfg->handshake_timeout_ms = 10000;
     cfg->keepalive_interval_ms = 10000; /* ztunnel's values */
     cfg->keepalive_timeout_ms = 20000;
+    cfg->stall_timeout_ms = 300000; /* Envoy's stream idle timeout: 5 minutes */
     cfg->tunnel_buffer = 256 * 1024;
     cfg->connection_buffer = 256 * 1024;
     cfg->flood_burst = 1000; /* upstream nghttp2's glitch limiter */
@@ -337,6 +338,15 @@ int hbone_config_set_idle_timeout(hbone_config *cfg, uint32_t ms)
     if (r < 0)
         return r;
     cfg->idle_timeout_ms = ms;
+    return 0;
+}
+
+int hbone_config_set_stall_timeout(hbone_config *cfg, uint32_t ms)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    cfg->stall_timeout_ms = ms;
     return 0;
 }
 

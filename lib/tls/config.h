@@ -30,6 +30,7 @@ struct hbone_config {
     uint32_t keepalive_timeout_ms;
     int hostname_authority;
     uint32_t idle_timeout_ms;
+    uint32_t stall_timeout_ms; /* see hbone_config_set_stall_timeout */
     /* HTTP/2 settings; 0 means the default for the role. */
     uint32_t h2_stream_window;
     uint32_t h2_connection_window;

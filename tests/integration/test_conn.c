@@ -187,6 +187,9 @@ struct pair {
 /* HTTP/2 settings for both sides' configs, or 0 for the defaults; an idle
  * timeout (which also turns keepalive off). */
 static uint32_t pair_stream_window, pair_max_streams, pair_idle_ms, pair_client_header_list;
+/* A stall timeout for both sides (keepalive off, so only its timers run),
+ * or -1 for the default. */
+static long pair_stall_ms = -1;
 /* The client's buffer limits, or 0 for the defaults. */
 static uint32_t pair_tunnel_buffer, pair_connection_buffer;
 /* An allocator for both sides' configs, or NULL for the C library's. */
@@ -205,12 +208,19 @@ static void pair_init(struct pair *p, const char *expected, unsigned seed)
         ck_assert_int_eq(hbone_config_set_keepalive(ccfg, 0, 0), 0);
     }
     if (pair_stream_window) {
+        uint32_t max_streams = pair_max_streams ? pair_max_streams : 200;
         ck_assert_int_eq(hbone_config_set_http2(ccfg, pair_stream_window, 4 * pair_stream_window,
-                                                16384, pair_max_streams),
+                                                16384, max_streams),
                          0);
         ck_assert_int_eq(hbone_config_set_http2(scfg, pair_stream_window, 4 * pair_stream_window,
-                                                16384, pair_max_streams),
+                                                16384, max_streams),
                          0);
+    }
+    if (pair_stall_ms >= 0) {
+        ck_assert_int_eq(hbone_config_set_stall_timeout(scfg, (uint32_t)pair_stall_ms), 0);
+        ck_assert_int_eq(hbone_config_set_stall_timeout(ccfg, (uint32_t)pair_stall_ms), 0);
+        ck_assert_int_eq(hbone_config_set_keepalive(scfg, 0, 0), 0);
+        ck_assert_int_eq(hbone_config_set_keepalive(ccfg, 0, 0), 0);
     }
     if (pair_client_header_list)
         ck_assert_int_eq(hbone_config_set_max_header_list_size(ccfg, pair_client_header_list), 0);
@@ -896,8 +906,10 @@ START_TEST(idle_connections_close)
     /* 30 s without a tunnel (keepalive off, so only the idle timer runs). */
     struct pair p;
     pair_idle_ms = 30000;
+    pair_stall_ms = 0; /* no timer but the idle one */
     pair_init(&p, SERVER_ID, 9);
     pair_idle_ms = 0;
+    pair_stall_ms = -1;
     p.server.auto_answer = 200;
     int32_t id = open_tunnel(&p, "10.0.0.2:80");
     pump(&p, NULL, NULL);
@@ -935,7 +947,7 @@ START_TEST(keepalive_pings_keep_a_quiet_connection)
     pump(&p, NULL, NULL);
     uint64_t connected = p.now;
     /* Both ends ping every 10 s; each answers the other's. An hour passes. */
-    for (int i = 0; i < 360; i++) {
+    while (p.now < connected + 3600 * 1000) {
         advance_to_expiry(&p, NULL, NULL);
         pump(&p, NULL, NULL);
     }
@@ -1037,6 +1049,172 @@ START_TEST(drain_deadline_ends_what_is_left)
 }
 END_TEST
 
+/* Write to @p id from @p s until the tunnel takes no more: the peer's
+ * window and our buffer are full. */
+static void fill_until_full(struct pair *p, struct side *s, int32_t id)
+{
+    static uint8_t chunk[65536];
+    for (int i = 0; i < 1000; i++) {
+        size_t accepted = 0;
+        int r = hbone_conn_tunnel_write(s->conn, id, chunk, sizeof(chunk), &accepted);
+        if (r == HBONE_ERR_AGAIN) {
+            pump(p, NULL, NULL);
+            r = hbone_conn_tunnel_write(s->conn, id, chunk, sizeof(chunk), &accepted);
+            if (r == HBONE_ERR_AGAIN)
+                return;
+        }
+        ck_assert_int_eq(r, 0);
+    }
+    ck_abort_msg("tunnel %d never filled up", (int)id);
+}
+
+/* Move 16 KiB over the canary from @p writer to @p reader, whose
+ * application consumes only when told: it does so here. */
+static void move_canary(struct pair *p, struct side *writer, struct side *reader, int32_t canary,
+                        uint32_t *sum)
+{
+    write_all(p, writer, canary, 16384, sum);
+    pump(p, NULL, NULL);
+    struct tunnel_log *l = log_of(reader, canary);
+    ck_assert_int_eq(hbone_conn_tunnel_consume(reader->conn, canary, l->received), 0);
+    l->received = 0; /* counts what is left to consume from here */
+    pump(p, NULL, NULL);
+}
+
+/* A peer that keeps a tunnel's window shut: the tunnel is reset after the
+ * stall timeout (not before, and by 1.25 x it), the peer sees CANCEL, and a
+ * canary on the same connection keeps moving. _i 0: the client's tunnel
+ * stalls (the server's application stops reading), 1: the server's. */
+START_TEST(stalled_tunnel_is_reset)
+{
+    pair_stall_ms = 4000;
+    pair_stream_window = 65535;
+    struct pair p;
+    pair_init(&p, SERVER_ID, 10 + _i);
+    pair_stall_ms = -1;
+    pair_stream_window = 0;
+    p.server.auto_answer = 200;
+    struct side *writer = _i ? &p.server : &p.client, *reader = _i ? &p.client : &p.server;
+    reader->consume_later = 1;
+    int32_t stuck = open_tunnel(&p, "10.0.0.2:80"), canary = open_tunnel(&p, "10.0.0.2:81");
+    pump(&p, NULL, NULL);
+    fill_until_full(&p, writer, stuck);
+    uint64_t last_progress = p.now;
+    uint32_t sum = TL_CHECKSUM_INIT;
+    struct tunnel_log *w = log_of(writer, stuck), *r = log_of(reader, stuck);
+    while (!w->closed) {
+        advance_to_expiry(&p, NULL, NULL);
+        move_canary(&p, writer, reader, canary, &sum);
+        ck_assert_uint_le(p.now, last_progress + 5000);
+        if (p.now < last_progress + 4000)
+            ck_assert_int_eq(w->closed, 0);
+    }
+    ck_assert_uint_ge(p.now, last_progress + 4000);
+    ck_assert_uint_eq(w->reason, HBONE_CLOSE_STALLED);
+    ck_assert_int_eq(r->closed, 1);
+    ck_assert_uint_eq(r->reason, 0x8);
+    /* The canary carried every byte, and still does. */
+    move_canary(&p, writer, reader, canary, &sum);
+    ck_assert_uint_eq(log_of(reader, canary)->checksum, sum);
+    ck_assert_int_eq(log_of(writer, canary)->closed, 0);
+    ck_assert_int_eq(hbone_conn_is_closed(p.client.conn), 0);
+    pair_free(&p);
+}
+END_TEST
+
+/* Progress restarts the clock: a peer that takes a little (32 KiB) every
+ * half timeout keeps its tunnel for as long as it does. */
+START_TEST(a_slow_peer_is_not_stalled)
+{
+    pair_stall_ms = 4000;
+    pair_stream_window = 65535;
+    struct pair p;
+    pair_init(&p, SERVER_ID, 12);
+    pair_stall_ms = -1;
+    pair_stream_window = 0;
+    p.server.auto_answer = 200;
+    p.server.consume_later = 1;
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    fill_until_full(&p, &p.client, id);
+    struct tunnel_log *srv = log_of(&p.server, id);
+    size_t consumed = 0;
+    uint64_t start = p.now;
+    while (p.now < start + 30000) {
+        p.now += 2000;
+        ck_assert_int_eq(hbone_conn_handle_expiry(p.client.conn, p.now), 0);
+        /* Half the window: enough for a WINDOW_UPDATE. */
+        size_t n = srv->received - consumed < 32768 ? srv->received - consumed : 32768;
+        ck_assert_int_eq(hbone_conn_tunnel_consume(p.server.conn, id, n), 0);
+        consumed += n;
+        pump(&p, NULL, NULL);
+        ck_assert_int_eq(log_of(&p.client, id)->closed, 0);
+    }
+    ck_assert_uint_gt(consumed, 2 * 65535); /* it did move, slowly */
+    pair_free(&p);
+}
+END_TEST
+
+/* 0 turns the stall timeout off: no timer runs for a stalled tunnel. */
+START_TEST(stall_timeout_can_be_turned_off)
+{
+    pair_stall_ms = 0;
+    pair_stream_window = 65535;
+    struct pair p;
+    pair_init(&p, SERVER_ID, 13);
+    pair_stall_ms = -1;
+    pair_stream_window = 0;
+    p.server.auto_answer = 200;
+    p.server.consume_later = 1;
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    fill_until_full(&p, &p.client, id);
+    ck_assert_uint_eq(hbone_conn_get_expiry(p.client.conn), UINT64_MAX);
+    ck_assert_uint_eq(hbone_conn_get_expiry(p.server.conn), UINT64_MAX);
+    p.now += 24 * 3600 * 1000;
+    ck_assert_int_eq(hbone_conn_handle_expiry(p.client.conn, p.now), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.client, id)->closed, 0);
+    ck_assert_int_eq(hbone_config_set_stall_timeout(NULL, 1), HBONE_ERR_INVALID_ARGUMENT);
+    pair_free(&p);
+}
+END_TEST
+
+/* A transport that takes none of the connection's output for the stall
+ * timeout ends the connection, named; taking some restarts the clock. */
+START_TEST(output_nobody_takes_ends_the_connection)
+{
+    pair_stall_ms = 4000;
+    struct pair p;
+    pair_init(&p, SERVER_ID, 14);
+    pair_stall_ms = -1;
+    p.server.auto_answer = 200;
+    int32_t id = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    static uint8_t data[100000];
+    size_t accepted, len;
+    ck_assert_int_eq(hbone_conn_tunnel_write(p.client.conn, id, data, sizeof(data), &accepted), 0);
+    (void)hbone_conn_output(p.client.conn, &len, p.now);
+    ck_assert_uint_gt(len, 0);
+    uint64_t since = p.now;
+    ck_assert_uint_le(hbone_conn_get_expiry(p.client.conn), since + 4000);
+    /* The transport takes one byte at +3 s: the clock starts again. */
+    p.now = since + 3000;
+    hbone_conn_output_consume(p.client.conn, 1);
+    (void)hbone_conn_output(p.client.conn, &len, p.now);
+    ck_assert_int_eq(hbone_conn_handle_expiry(p.client.conn, since + 4000), 0);
+    ck_assert_int_eq(hbone_conn_handle_expiry(p.client.conn, since + 6999), 0);
+    ck_assert_int_eq(log_of(&p.client, id)->closed, 0);
+    ck_assert_int_eq(hbone_conn_handle_expiry(p.client.conn, since + 7000), HBONE_ERR_TIMEOUT);
+    char expected[128];
+    snprintf(expected, sizeof(expected),
+             "the peer took none of %zu bytes of our output for 4000 ms", len);
+    ck_assert_str_eq(hbone_conn_error_detail(p.client.conn), expected);
+    ck_assert_uint_eq(log_of(&p.client, id)->reason, HBONE_CLOSE_CONNECTION_LOST);
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(configured_settings_apply)
 {
     /* A 256 KiB stream window and at most 2 tunnels at a time on the server. */
@@ -1131,6 +1309,10 @@ int main(void)
     tcase_add_test(tc, drain_lets_open_tunnels_finish);
     tcase_add_test(tc, drain_deadline_ends_what_is_left);
     tcase_add_test(tc, configured_settings_apply);
+    tcase_add_loop_test(tc, stalled_tunnel_is_reset, 0, 2);
+    tcase_add_test(tc, a_slow_peer_is_not_stalled);
+    tcase_add_test(tc, stall_timeout_can_be_turned_off);
+    tcase_add_test(tc, output_nobody_takes_ends_the_connection);
     tcase_add_loop_test(tc, response_headers_within_the_client_limit, 0, 2);
     tcase_add_test(tc, idle_connections_close);
     suite_add_tcase(s, tc);

@@ -175,6 +175,7 @@ START_TEST(config_is_frozen_once_used)
     ck_assert_int_eq(hbone_config_set_max_header_list_size(cfg, 4096), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_hostname_authority(cfg, 1), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_idle_timeout(cfg, 1), HBONE_ERR_CONFIG_FROZEN);
+    ck_assert_int_eq(hbone_config_set_stall_timeout(cfg, 1), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_buffer_limits(cfg, 65536, 65536), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_flood_limit(cfg, 1, 1), HBONE_ERR_CONFIG_FROZEN);
     ck_assert_int_eq(hbone_config_set_log(cfg, ignore_log, HBONE_LOG_DEBUG, NULL),
