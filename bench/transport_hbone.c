@@ -296,6 +296,10 @@ int hbone_transport_init(const bench_pki *pki)
         return 0;
     client_cfg = load_config(pki, "client");
     server_cfg = load_config(pki, "server");
+    /* The bench measures what a server can hold, not what it should admit:
+     * its 1,000 idle connections may all arrive at once. */
+    if (hbone_config_set_server_limits(server_cfg, 0, 0) < 0)
+        die("hbone_config_set_server_limits failed");
     if (hbone_callbacks_new(&callbacks) < 0)
         die("out of memory");
     hbone_callbacks_set_tunnel_request(callbacks, on_request);

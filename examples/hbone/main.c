@@ -136,7 +136,6 @@ struct conn_watch {
     const struct options *o;
     void *app; /* the command's state */
     void (*on_closed)(struct conn_watch *cw);
-    int handshaking; /* serve: still counted as a pending handshake */
 };
 
 static short conn_events(watcher *w, uint64_t now, int *timeout_ms)
@@ -220,43 +219,42 @@ static void log_refused(int fd, const char *why)
     unlogged = 0;
 }
 
-/* An HBONE connection on @p fd, driven by the loop; NULL (the fd closed,
- * the cause logged) if it cannot be set up, for want of memory or, when
- * descriptors run out, of the one wolfSSL opens to seed each session. */
-static struct conn_watch *watch_conn(int server, int fd, hbone_config *cfg,
-                                     const hbone_callbacks *cbs, const struct options *o, void *app)
+/* An HBONE connection on @p fd, driven by the loop. Returns 0, or the error
+ * with @p fd left to the caller. */
+static int start_conn(struct conn_watch **out, int server, int fd, hbone_config *cfg,
+                      const hbone_callbacks *cbs, const struct options *o, void *app)
 {
     struct conn_watch *cw = calloc(1, sizeof(*cw));
+    if (!cw)
+        return HBONE_ERR_NOMEM;
+    cw->o = o;
+    cw->app = app;
     uint64_t now = hbone_io_now_ms();
-    int r = HBONE_ERR_NOMEM;
-    if (cw) {
-        cw->o = o;
-        cw->app = app;
-        r = server ? hbone_conn_server_new(&cw->conn, cfg, cbs, cw, now)
+    int r = server ? hbone_conn_server_new(&cw->conn, cfg, cbs, cw, now)
                    : hbone_conn_client_new(&cw->conn, cfg, cbs, cw, now);
-        if (r == 0)
-            r = hbone_io_new(&cw->io, cw->conn, fd);
-    }
+    if (r == 0)
+        r = hbone_io_new(&cw->io, cw->conn, fd);
     if (r < 0) {
-        /* wolfSSL opens a descriptor to seed each session: its failure
-         * reads as out of memory, errno says which it was. */
-        int no_fds = errno == EMFILE || errno == ENFILE;
-        char why[96];
-        snprintf(why, sizeof(why), "cannot set up a connection: %s",
-                 no_fds ? "out of file descriptors" : hbone_strerror(r));
-        if (server)
-            log_refused(fd, why);
-        else
-            fprintf(stderr, "hbone %s: %s\n", command, why);
-        if (cw)
-            hbone_conn_del(cw->conn);
+        int saved = errno; /* setup_failure() reads it */
+        hbone_conn_del(cw->conn);
         free(cw);
-        close(fd);
-        return NULL;
+        errno = saved;
+        return r;
     }
     cw->w = (watcher){fd, conn_events, conn_handle, conn_release, cw};
     loop_add(&cw->w);
-    return cw;
+    *out = cw;
+    return 0;
+}
+
+/* Why a connection could not be set up. wolfSSL opens a descriptor to seed
+ * each session: its failure reads as out of memory, errno says which. */
+static const char *setup_failure(int r, char *buf, size_t size)
+{
+    int no_fds = errno == EMFILE || errno == ENFILE;
+    snprintf(buf, size, "cannot set up a connection: %s",
+             no_fds ? "out of file descriptors" : hbone_strerror(r));
+    return buf;
 }
 
 static hbone_spiffe_id *parse_id(const char *text)
@@ -289,9 +287,13 @@ static struct conn_watch *dial_peer(const struct options *o, hbone_config *cfg,
                 r < 0 || pfd.revents ? strerror(errno) : "timed out");
         exit(EXIT_TLS);
     }
-    struct conn_watch *cw = watch_conn(0, fd, cfg, cbs, o, app);
-    if (!cw)
+    struct conn_watch *cw;
+    r = start_conn(&cw, 0, fd, cfg, cbs, o, app);
+    if (r < 0) {
+        char why[96];
+        fprintf(stderr, "hbone %s: %s\n", command, setup_failure(r, why, sizeof(why)));
         exit(1);
+    }
     hbone_conn_expect_peer(cw->conn, id);
     hbone_spiffe_id_del(id);
     return cw;
@@ -464,7 +466,6 @@ static int listener_handle(watcher *w, short revents, uint64_t now)
  * its handshake completes the peer has proved nothing: both are capped. */
 struct serve_state {
     watcher log_timer; /* no fd: reports the refusals left out of the log */
-    unsigned open, handshaking;
     unsigned max_open, max_handshaking;
     uint64_t quiet_until; /* refusals before then are counted, not logged */
     unsigned unlogged;
@@ -512,49 +513,25 @@ static int log_timer_handle(watcher *w, short revents, uint64_t now)
     return 0;
 }
 
-/* A connection stops counting as a pending handshake once: when its handshake
- * completes, or when it closes without getting there (failed, timed out). The
- * flag makes the close of one that got there a no-op. */
-static void handshake_over(struct conn_watch *cw)
-{
-    struct serve_state *s = cw->app;
-    if (cw->handshaking) {
-        cw->handshaking = 0;
-        s->handshaking--;
-    }
-}
-
-static void serve_handshake(hbone_conn *conn, void *user)
-{
-    (void)conn;
-    handshake_over(user);
-}
-
-static void serve_closed(struct conn_watch *cw)
-{
-    struct serve_state *s = cw->app;
-    handshake_over(cw); /* it may have failed in the handshake, or timed out */
-    s->open--;
-}
-
+/* The library counts and refuses (hbone_config_set_server_limits); the log
+ * says which limit it was. */
 static void serve_accepted(struct listener *l, int fd)
 {
     struct serve_state *s = l->app;
-    if (s->handshaking >= s->max_handshaking) {
-        refuse(s, fd, s->handshaking, "handshakes pending");
-        return;
+    struct conn_watch *cw;
+    int r = start_conn(&cw, 1, fd, l->cfg, l->cbs, l->o, s);
+    if (r == HBONE_ERR_LIMIT) {
+        uint32_t handshakes, open;
+        hbone_config_server_load(l->cfg, &handshakes, &open);
+        if (handshakes >= s->max_handshaking)
+            refuse(s, fd, handshakes, "handshakes pending");
+        else
+            refuse(s, fd, open, "connections open");
+    } else if (r < 0) {
+        char why[96];
+        log_refused(fd, setup_failure(r, why, sizeof(why)));
+        close(fd); /* refused: the server carries on */
     }
-    if (s->open >= s->max_open) {
-        refuse(s, fd, s->open, "connections open");
-        return;
-    }
-    struct conn_watch *cw = watch_conn(1, fd, l->cfg, l->cbs, l->o, s);
-    if (!cw)
-        return; /* refused: the server carries on */
-    cw->on_closed = serve_closed;
-    cw->handshaking = 1;
-    s->handshaking++;
-    s->open++;
 }
 
 static int listen_on(struct listener *l, const char *address)
@@ -599,9 +576,10 @@ static int cmd_serve(const struct options *o)
     l.o = o;
     l.app = &s;
     l.cfg = load_config(o);
+    if (hbone_config_set_server_limits(l.cfg, s.max_handshaking, s.max_open) < 0)
+        exit(1);
     l.cbs = pipe_callbacks();
     hbone_callbacks_set_tunnel_request(l.cbs, serve_request);
-    hbone_callbacks_set_handshake(l.cbs, serve_handshake);
     l.accepted = serve_accepted;
     int port = listen_on(&l, o->listen);
     fprintf(stderr, "hbone serve: listening on %s (port %d) as %s%s\n", o->listen, port,

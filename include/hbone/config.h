@@ -140,6 +140,36 @@ HBONE_API int hbone_config_set_idle_timeout(hbone_config *cfg, uint32_t ms);
 HBONE_API int hbone_config_set_stall_timeout(hbone_config *cfg, uint32_t ms);
 
 /**
+ * Server: admit at most @p max_handshakes connections in their TLS
+ * handshake and @p max_connections open at once (0: no limit); beyond
+ * either, hbone_conn_server_new() returns HBONE_ERR_LIMIT and the caller
+ * closes the socket. A peer that has not finished its handshake has proved
+ * nothing, so its cap is the lower one. A connection counts from
+ * hbone_conn_server_new(); it stops counting as a handshake when the
+ * handshake completes and as a connection at hbone_conn_del(). Defaults 128
+ * and 10000. Returns 0, HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_set_server_limits(hbone_config *cfg, uint32_t max_handshakes,
+                                             uint32_t max_connections);
+
+/**
+ * Count @p cfg's server connections together with those of @p from, and
+ * take @p from's limits (hbone_config_set_server_limits may change them
+ * afterwards). For certificate rotation: the connections still open on the
+ * old config keep counting against the new one's limits. Returns 0,
+ * HBONE_ERR_CONFIG_FROZEN (of @p cfg) or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_share_server_limits(hbone_config *cfg, const hbone_config *from);
+
+/**
+ * The server connections counted against @p cfg's limits (those of configs
+ * it shares them with included): in their handshake, and open. Either
+ * pointer may be NULL. Returns 0 or HBONE_ERR_INVALID_ARGUMENT.
+ */
+HBONE_API int hbone_config_server_load(const hbone_config *cfg, uint32_t *handshakes,
+                                       uint32_t *connections);
+
+/**
  * Server: also accept CONNECT authorities that name a host ("svc.ns:80", as
  * in double HBONE) instead of an IP address (default: refused with 400).
  * Returns 0, HBONE_ERR_CONFIG_FROZEN or HBONE_ERR_INVALID_ARGUMENT.

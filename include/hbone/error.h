@@ -34,6 +34,7 @@ extern "C" {
 #define HBONE_ERR_INVALID_STATE -104    /* the call is not allowed in the object's state */
 #define HBONE_ERR_CONFIG_FROZEN -105    /* the config is in use and can no longer change */
 #define HBONE_ERR_NOT_FOUND -106        /* the requested item does not exist */
+#define HBONE_ERR_LIMIT -107            /* a configured limit is reached */
 
 /* Codes at or below this value are fatal for the object that returned them. */
 #define HBONE_ERR_FATAL -200

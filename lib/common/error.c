@@ -16,6 +16,7 @@ static const struct error_text error_texts[] = {
     {HBONE_ERR_INVALID_STATE, "operation not allowed in this state"},
     {HBONE_ERR_CONFIG_FROZEN, "config is in use and cannot be changed"},
     {HBONE_ERR_NOT_FOUND, "not found"},
+    {HBONE_ERR_LIMIT, "a configured limit is reached"},
     {HBONE_ERR_PROTOCOL, "protocol violation by the peer"},
     {HBONE_ERR_CLOSED, "connection closed"},
     {HBONE_ERR_AUTHORITY, "malformed CONNECT authority"},

@@ -87,6 +87,8 @@ struct hbone_conn {
     hb_bucket glitches;            /* frames that do no work: hbone_config_set_flood_limit */
     hb_bucket peer_resets;         /* RST_STREAM from the peer */
     int drain_ping_sent;           /* server: waiting for the ACK before the final GOAWAY */
+    int admitted;                  /* server: counted in the config's server load ... */
+    int in_handshake;              /* ... and as a handshake still */
     /* Plaintext frames waiting to fill a TLS record: a buffer on the stack
      * of hbone_conn_output(), the only place frames are produced, so a
      * connection holds none between calls and no call allocates one. */
@@ -618,9 +620,17 @@ static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *
     if (!out || !cfg)
         return HBONE_ERR_INVALID_ARGUMENT;
     *out = NULL;
+    /* Refused before anything is spent on it. */
+    if (server &&
+        hb_server_load_admit(cfg->server_load, cfg->max_handshakes, cfg->max_connections) < 0)
+        return HBONE_ERR_LIMIT;
     hbone_conn *c = hb_calloc(&cfg->mem, 1, sizeof(*c));
-    if (!c)
+    if (!c) {
+        if (server)
+            hb_server_load_leave_in_handshake(cfg->server_load);
         return HBONE_ERR_NOMEM;
+    }
+    c->admitted = c->in_handshake = server;
     int role = server ? HB_TLS_SERVER : HB_TLS_CLIENT;
 #ifdef HB_TESTING
     int r = plaintext ? hb_tls_new_plaintext(&c->tls, cfg, role) : hb_tls_new(&c->tls, cfg, role);
@@ -629,6 +639,8 @@ static int conn_new(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *
     int r = hb_tls_new(&c->tls, cfg, role);
 #endif
     if (r < 0) {
+        if (server)
+            hb_server_load_leave_in_handshake(cfg->server_load);
         hb_free(&cfg->mem, c);
         return r;
     }
@@ -692,6 +704,10 @@ void hbone_conn_del(hbone_conn *c)
         remove_tunnel(c, c->tunnels);
     hb_h2_del(c->h2);
     hb_tls_del(c->tls);
+    if (c->in_handshake)
+        hb_server_load_handshake_over(cfg->server_load);
+    if (c->admitted)
+        hb_server_load_leave(cfg->server_load);
     hb_free(&cfg->mem, c);
     hbone_config_del(cfg);
 }
@@ -715,6 +731,10 @@ static int advance_handshake(hbone_conn *c, const uint8_t *in, size_t len, size_
     }
     c->handshake_done = 1;
     c->handshake_deadline = 0;
+    if (c->in_handshake) {
+        c->in_handshake = 0;
+        hb_server_load_handshake_over(c->cfg->server_load);
+    }
     if (!c->tunnels)
         c->idle_since = c->now;
     if (c->cfg->keepalive_interval_ms)

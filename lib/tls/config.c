@@ -72,6 +72,13 @@ int hbone_config_new(hbone_config **out, const hbone_mem *mem)
     cfg->connection_buffer = 256 * 1024;
     cfg->flood_burst = 1000; /* upstream nghttp2's glitch limiter */
     cfg->flood_per_second = 33;
+    cfg->max_handshakes = 128;
+    cfg->max_connections = 10000;
+    cfg->server_load = hb_server_load_new(mem);
+    if (!cfg->server_load) {
+        hb_free(mem, cfg);
+        return HBONE_ERR_NOMEM;
+    }
     cfg->client_ctx = new_ctx(0);
     cfg->server_ctx = new_ctx(1);
     if (!cfg->client_ctx || !cfg->server_ctx) {
@@ -105,6 +112,7 @@ void hbone_config_del(hbone_config *cfg)
     for (size_t i = 0; i < cfg->n_accepted; i++)
         hb_free(mem, cfg->accepted_trust_domains[i]);
     hb_free(mem, cfg->accepted_trust_domains);
+    hb_server_load_del(cfg->server_load);
     hb_mem copy = cfg->mem;
     hb_free(&copy, cfg);
 }
@@ -347,6 +355,39 @@ int hbone_config_set_stall_timeout(hbone_config *cfg, uint32_t ms)
     if (r < 0)
         return r;
     cfg->stall_timeout_ms = ms;
+    return 0;
+}
+
+int hbone_config_set_server_limits(hbone_config *cfg, uint32_t max_handshakes,
+                                   uint32_t max_connections)
+{
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    cfg->max_handshakes = max_handshakes;
+    cfg->max_connections = max_connections;
+    return 0;
+}
+
+int hbone_config_share_server_limits(hbone_config *cfg, const hbone_config *from)
+{
+    if (!from)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    int r = setter_begin(cfg);
+    if (r < 0)
+        return r;
+    hb_server_load_del(cfg->server_load);
+    cfg->server_load = hb_server_load_ref(from->server_load);
+    cfg->max_handshakes = from->max_handshakes;
+    cfg->max_connections = from->max_connections;
+    return 0;
+}
+
+int hbone_config_server_load(const hbone_config *cfg, uint32_t *handshakes, uint32_t *connections)
+{
+    if (!cfg)
+        return HBONE_ERR_INVALID_ARGUMENT;
+    hb_server_load_read(cfg->server_load, handshakes, connections);
     return 0;
 }
 

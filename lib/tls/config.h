@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/mem.h"
+#include "common/server_load.h"
 #include "tls/wolfssl.h"
 
 typedef struct hb_trust_bundle {
@@ -41,6 +42,9 @@ struct hbone_config {
     uint32_t connection_buffer;
     uint32_t flood_burst; /* see hbone_config_set_flood_limit */
     uint32_t flood_per_second;
+    uint32_t max_handshakes; /* see hbone_config_set_server_limits */
+    uint32_t max_connections;
+    hb_server_load *server_load; /* counted here, shared by rotated configs */
     hb_logger log;
     hb_detail detail;
     hbone_spiffe_id *identity; /* own, from the certificate */

@@ -292,9 +292,13 @@ static void accept_ready(source *src, uint32_t ready)
 static void rotate(void)
 {
     /* Connections made so far keep the old config (their reference); it is
-     * freed with the last of them. */
-    hbone_config_del(cfg);
+     * freed with the last of them. They keep counting against the server
+     * limits, which the new config shares. */
+    hbone_config *old = cfg;
     cfg = config_server(pki, ++gen, &mem);
+    if (hbone_config_share_server_limits(cfg, old) < 0)
+        die("sharing the server limits failed");
+    hbone_config_del(old);
     const char ack = 'R';
     if (write(control.fd, &ack, 1) != 1)
         die("control socket: %s", strerror(errno));
@@ -377,6 +381,15 @@ static _Noreturn void finish_and_exit(int ctl_fd)
         conn_close(conns);
     }
     loop_round(0); /* the graveyard */
+    /* Every connection is gone, so none may still count, across the
+     * rotations. */
+    uint32_t handshakes, open;
+    hbone_config_server_load(cfg, &handshakes, &open);
+    if (handshakes || open) {
+        fprintf(stderr, "soak server: %u handshakes and %u connections still counted\n", handshakes,
+                open);
+        st.failures++;
+    }
     hbone_config_del(cfg);
     hbone_callbacks_del(cbs);
     loop_fini();
