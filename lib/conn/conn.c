@@ -692,6 +692,11 @@ int hb_conn_new_plaintext(hbone_conn **out, hbone_config *cfg, const hbone_callb
 {
     return conn_new(out, cfg, cbs, user_data, server ? 1 : 0, 1, now_ms);
 }
+
+int hb_conn_set_next_stream_id(hbone_conn *c, int32_t id)
+{
+    return c && !c->server ? hb_h2_set_next_stream_id(c->h2, id) : HBONE_ERR_INVALID_ARGUMENT;
+}
 #endif
 
 void hbone_conn_del(hbone_conn *c)
@@ -1136,6 +1141,14 @@ int hbone_conn_tunnel_open(hbone_conn *c, const char *authority, size_t authorit
     }
     t->visible = 1;
     *tunnel_out = id;
+    if (!hb_h2_can_open_stream(c->h2)) {
+        /* That was the last id: the connection serves what it has and
+         * closes when they end; new tunnels need a new connection. */
+        hb_log(&c->cfg->log, HBONE_LOG_INFO,
+               "tunnel %d used the connection's last stream id: no new tunnels on it", (int)id);
+        c->draining = 1;
+        (void)hb_h2_goaway(c->h2); /* without it, it closes with its transport */
+    }
     return 0;
 }
 

@@ -24,6 +24,11 @@
  */
 int hb_conn_new_plaintext(hbone_conn **out, hbone_config *cfg, const hbone_callbacks *cbs,
                           void *user_data, int server, uint64_t now_ms);
+
+/* Client: the stream id of the next tunnel (odd, above the last used), so
+ * that a test can reach the end of the id space. Returns 0 or
+ * HBONE_ERR_INVALID_ARGUMENT. */
+int hb_conn_set_next_stream_id(hbone_conn *conn, int32_t id);
 #endif
 
 #endif /* HB_CONN_CONN_TESTING_H */

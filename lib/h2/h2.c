@@ -541,6 +541,19 @@ int hb_h2_goaway(hb_h2 *h2)
     return r == 0 ? 0 : submit_error(r);
 }
 
+int hb_h2_can_open_stream(const hb_h2 *h2)
+{
+    return nghttp2_session_get_next_stream_id(h2->session) <= INT32_MAX;
+}
+
+#ifdef HB_TESTING
+int hb_h2_set_next_stream_id(hb_h2 *h2, int32_t id)
+{
+    return nghttp2_session_set_next_stream_id(h2->session, id) == 0 ? 0
+                                                                    : HBONE_ERR_INVALID_ARGUMENT;
+}
+#endif
+
 int hb_h2_terminate(hb_h2 *h2)
 {
     h2->may_write = 1;

@@ -13,6 +13,8 @@
 
 #include "testlib.h"
 
+#include "conn/conn_testing.h"
+
 #define SERVER_ID "spiffe://cluster.local/ns/default/sa/server"
 #define MAX_TUNNELS 128
 
@@ -1215,6 +1217,51 @@ START_TEST(output_nobody_takes_ends_the_connection)
 }
 END_TEST
 
+/* A client connection that reaches the last stream id (2^31 - 1): that
+ * tunnel opens, the connection takes no more (the caller opens them on a
+ * new one), its open tunnels carry on to a clean end, and then it closes. */
+START_TEST(stream_ids_run_out)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 15);
+    p.server.auto_answer = 200;
+    p.server.echo = 1;
+    int32_t first = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(hb_conn_set_next_stream_id(p.client.conn, INT32_MAX - 2), 0);
+    int32_t before_last = open_tunnel(&p, "10.0.0.2:81"), last = open_tunnel(&p, "10.0.0.2:82");
+    ck_assert_int_eq(before_last, INT32_MAX - 2);
+    ck_assert_int_eq(last, INT32_MAX);
+    int32_t none = 0;
+    ck_assert_int_eq(
+        hbone_conn_tunnel_open(p.client.conn, "10.0.0.2:83", 11, NULL, NULL, NULL, NULL, 0, &none),
+        HBONE_ERR_INVALID_STATE);
+    ck_assert_int_eq(none, 0);
+    pump(&p, NULL, NULL);
+    int32_t ids[] = {first, before_last, last};
+    uint32_t sums[3];
+    for (int i = 0; i < 3; i++) {
+        ck_assert_int_eq(log_of(&p.client, ids[i])->status, 200);
+        sums[i] = TL_CHECKSUM_INIT;
+        write_all(&p, &p.client, ids[i], 50000, &sums[i]);
+        ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, ids[i]), 0);
+        pump(&p, NULL, NULL);
+        ck_assert_int_eq(hbone_conn_is_closed(p.client.conn), i == 2);
+    }
+    for (int i = 0; i < 3; i++) {
+        struct tunnel_log *l = log_of(&p.client, ids[i]);
+        ck_assert_uint_eq(l->received, 50000);
+        ck_assert_uint_eq(l->checksum, sums[i]);
+        ck_assert_int_eq(l->closed, 1);
+        ck_assert_uint_eq(l->reason, 0);
+    }
+    ck_assert_int_eq(hbone_conn_is_closed(p.server.conn), 1);
+    /* The hook itself refuses what nghttp2 would: an even or used id. */
+    ck_assert_int_eq(hb_conn_set_next_stream_id(p.server.conn, 3), HBONE_ERR_INVALID_ARGUMENT);
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(configured_settings_apply)
 {
     /* A 256 KiB stream window and at most 2 tunnels at a time on the server. */
@@ -1313,6 +1360,7 @@ int main(void)
     tcase_add_test(tc, a_slow_peer_is_not_stalled);
     tcase_add_test(tc, stall_timeout_can_be_turned_off);
     tcase_add_test(tc, output_nobody_takes_ends_the_connection);
+    tcase_add_test(tc, stream_ids_run_out);
     tcase_add_loop_test(tc, response_headers_within_the_client_limit, 0, 2);
     tcase_add_test(tc, idle_connections_close);
     suite_add_tcase(s, tc);
