@@ -20,7 +20,7 @@ struct tunnel_log *log_of(struct side *s, int32_t id)
         if (s->tunnels[i].id == id)
             return &s->tunnels[i];
     }
-    ck_assert_uint_lt(s->n_tunnels, MAX_TUNNELS);
+    TL_REQUIRE(s->n_tunnels < MAX_TUNNELS, "more than %d tunnels logged", MAX_TUNNELS);
     struct tunnel_log *l = &s->tunnels[s->n_tunnels++];
     memset(l, 0, sizeof(*l));
     l->id = id;
@@ -45,7 +45,7 @@ static void app_call(struct side *s, hbone_conn *conn, int32_t tunnel, int r)
         (void)hbone_conn_tunnel_reset(conn, tunnel, 0xa);
         return;
     }
-    ck_assert_msg(r == 0, "application call: %s", hbone_strerror(r));
+    TL_REQUIRE(r == 0, "application call: %s", hbone_strerror(r));
 }
 
 static void on_request(hbone_conn *conn, int32_t tunnel, const char *host, size_t host_len,
@@ -94,7 +94,7 @@ static void on_data(hbone_conn *conn, int32_t tunnel, const uint8_t *data, size_
         int r = hbone_conn_tunnel_write(conn, tunnel, data, len, &accepted);
         if (r == 0 && accepted != len)
             r = HBONE_ERR_NOMEM; /* the buffer could not grow to take it all */
-        ck_assert_msg(r == 0 || s->tolerate_nomem, "echo write: %d, %zu of %zu", r, accepted, len);
+        TL_REQUIRE(r == 0 || s->tolerate_nomem, "echo write: %d, %zu of %zu", r, accepted, len);
         if (r < 0) {
             app_call(s, conn, tunnel, r);
             return;
@@ -124,10 +124,11 @@ static void on_close(hbone_conn *conn, int32_t tunnel, uint32_t reason, void *us
     /* During its close event a tunnel takes no more calls, but its user data
      * is still there to be freed. */
     size_t accepted;
-    ck_assert_int_eq(hbone_conn_tunnel_write(conn, tunnel, (const uint8_t *)"x", 1, &accepted),
-                     HBONE_ERR_NOT_FOUND);
+    TL_REQUIRE(hbone_conn_tunnel_write(conn, tunnel, (const uint8_t *)"x", 1, &accepted) ==
+                   HBONE_ERR_NOT_FOUND,
+               "tunnel %d takes writes in its close event", (int)tunnel);
     void *data = hbone_conn_tunnel_get_user_data(conn, tunnel);
-    ck_assert(data == NULL || data == l);
+    TL_REQUIRE(data == NULL || data == l, "tunnel %d: wrong user data", (int)tunnel);
     l->closed++;
     l->reason = reason;
 }
@@ -208,7 +209,7 @@ static int move_output(struct pair *p, hbone_conn *from, uint8_t **queue, size_t
     if (n > len)
         n = len;
     *queue = realloc(*queue, *queue_len + n);
-    ck_assert_ptr_nonnull(*queue);
+    TL_REQUIRE(*queue, "out of memory");
     memcpy(*queue + *queue_len, out, n);
     *queue_len += n;
     hbone_conn_output_consume(from, n);
@@ -252,11 +253,11 @@ void pump(struct pair *p, int *client_err, int *server_err)
     if (client_err)
         *client_err = cerr;
     else
-        ck_assert_msg(cerr == 0, "client: %d %s", cerr, hbone_conn_error_detail(p->client.conn));
+        TL_REQUIRE(cerr == 0, "client: %d %s", cerr, hbone_conn_error_detail(p->client.conn));
     if (server_err)
         *server_err = serr;
     else
-        ck_assert_msg(serr == 0, "server: %d %s", serr, hbone_conn_error_detail(p->server.conn));
+        TL_REQUIRE(serr == 0, "server: %d %s", serr, hbone_conn_error_detail(p->server.conn));
 }
 
 int32_t open_tunnel(struct pair *p, const char *authority)
@@ -268,11 +269,11 @@ int32_t open_tunnel(struct pair *p, const char *authority)
     int32_t id = 0;
     int r = hbone_conn_tunnel_open(p->client.conn, authority, strlen(authority), names, name_lens,
                                    values, value_lens, 2, &id);
-    ck_assert_msg(r == 0, "open %s: %s", authority, hbone_strerror(r));
-    ck_assert_int_gt(id, 0);
-    ck_assert_int_eq(hbone_conn_tunnel_set_user_data(p->client.conn, id, log_of(&p->client, id)),
-                     0);
-    ck_assert_ptr_eq(hbone_conn_tunnel_get_user_data(p->client.conn, id), log_of(&p->client, id));
+    TL_REQUIRE(r == 0 && id > 0, "open %s: %s", authority, hbone_strerror(r));
+    struct tunnel_log *l = log_of(&p->client, id);
+    TL_REQUIRE(hbone_conn_tunnel_set_user_data(p->client.conn, id, l) == 0 &&
+                   hbone_conn_tunnel_get_user_data(p->client.conn, id) == l,
+               "tunnel %d: user data not kept", (int)id);
     return id;
 }
 

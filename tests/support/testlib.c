@@ -2,6 +2,7 @@
 #include "testlib.h"
 
 #include <check.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -126,8 +127,10 @@ static int count_allowed(tl_counting *c)
 
 static void *count_result(tl_counting *c, void *p)
 {
-    if (p)
+    if (p) {
         c->allocs++;
+        c->live_bytes += malloc_usable_size(p);
+    }
     return p;
 }
 
@@ -149,15 +152,21 @@ static void *count_realloc(void *ptr, size_t size, void *user_data)
     tl_counting *c = user_data;
     if (!count_allowed(c))
         return NULL;
+    if (!ptr)
+        return count_result(c, realloc(NULL, size ? size : 1));
+    size_t before = malloc_usable_size(ptr);
     void *p = realloc(ptr, size ? size : 1);
-    return ptr ? p : count_result(c, p);
+    if (p)
+        c->live_bytes += malloc_usable_size(p) - before;
+    return p;
 }
 
 static void count_free(void *ptr, void *user_data)
 {
     tl_counting *c = user_data;
-    ck_assert_ptr_nonnull(ptr);
+    TL_REQUIRE(ptr, "free(NULL) through the hbone_mem hook");
     c->frees++;
+    c->live_bytes -= malloc_usable_size(ptr);
     free(ptr);
 }
 
@@ -169,6 +178,11 @@ hbone_mem *tl_counting_mem(tl_counting *c, long budget)
     ck_assert_int_eq(hbone_mem_new(&mem, count_malloc, count_free, count_calloc, count_realloc, c),
                      0);
     return mem;
+}
+
+long tl_scale(long full, long reduced)
+{
+    return getenv("HBONE_TEST_REDUCED") ? reduced : full;
 }
 
 int tl_run_suite(Suite *suite)

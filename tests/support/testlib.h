@@ -40,15 +40,29 @@ typedef struct tl_counting {
     long attempts; /* allocation calls, failed ones included */
     long allocs;   /* successful allocations (realloc of NULL included) */
     long frees;
+    size_t live_bytes; /* allocated and not freed (malloc_usable_size) */
 } tl_counting;
 
 /* Reset @p c and return an allocator over it (free with hbone_mem_del). */
 hbone_mem *tl_counting_mem(tl_counting *c, long budget);
 
+/* ck_assert_msg for hot paths. Check records the place of every assertion
+ * that passes, a write() each time; this costs nothing until it fails. */
+#define TL_REQUIRE(cond, ...)                                                                      \
+    do {                                                                                           \
+        if (!(cond))                                                                               \
+            ck_abort_msg(__VA_ARGS__);                                                             \
+    } while (0)
+
 /* A running checksum of bytes in order (FNV-1a): start from
  * TL_CHECKSUM_INIT. */
 #define TL_CHECKSUM_INIT 2166136261u
 uint32_t tl_checksum(uint32_t sum, const uint8_t *data, size_t len);
+
+/* @p full, or @p reduced where HBONE_TEST_REDUCED is set in the
+ * environment (the valgrind test setup sets it): for tests whose point is
+ * scale, run at full scale where it is cheap. */
+long tl_scale(long full, long reduced);
 
 /* Run @p suite and return the process exit status. */
 int tl_run_suite(Suite *suite);
