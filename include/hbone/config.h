@@ -156,7 +156,9 @@ HBONE_API int hbone_config_set_server_limits(hbone_config *cfg, uint32_t max_han
  * Count @p cfg's server connections together with those of @p from, and
  * take @p from's limits (hbone_config_set_server_limits may change them
  * afterwards). For certificate rotation: the connections still open on the
- * old config keep counting against the new one's limits. Returns 0,
+ * old config keep counting against the new one's limits. The count lives
+ * until the last config sharing it is freed (it was allocated through the
+ * allocator of the config that started it). Returns 0,
  * HBONE_ERR_CONFIG_FROZEN (of @p cfg) or HBONE_ERR_INVALID_ARGUMENT.
  */
 HBONE_API int hbone_config_share_server_limits(hbone_config *cfg, const hbone_config *from);

@@ -147,11 +147,23 @@ static hbone_callbacks *all_callbacks(void)
     return cbs;
 }
 
-void pair_init(struct pair *p, const char *expected, unsigned seed)
+void pair_start(struct pair *p, hbone_config *ccfg, hbone_config *scfg, const char *expected,
+                unsigned seed)
 {
     memset(p, 0, sizeof(*p));
     p->seed = seed;
     p->now = 1000;
+    hbone_callbacks *cbs = all_callbacks();
+    ck_assert_int_eq(hbone_conn_client_new(&p->client.conn, ccfg, cbs, &p->client, p->now), 0);
+    ck_assert_int_eq(hbone_conn_server_new(&p->server.conn, scfg, cbs, &p->server, p->now), 0);
+    hbone_callbacks_del(cbs); /* connections copied it */
+    hbone_spiffe_id *id = tl_id(expected);
+    ck_assert_int_eq(hbone_conn_expect_peer(p->client.conn, id), 0);
+    hbone_spiffe_id_del(id);
+}
+
+void pair_init(struct pair *p, const char *expected, unsigned seed)
+{
     hbone_config *ccfg = tl_config_mem("client", NULL, pair_mem),
                  *scfg = tl_config_mem("server", NULL, pair_mem);
     if (pair_idle_ms) {
@@ -179,15 +191,9 @@ void pair_init(struct pair *p, const char *expected, unsigned seed)
     if (pair_tunnel_buffer)
         ck_assert_int_eq(
             hbone_config_set_buffer_limits(ccfg, pair_tunnel_buffer, pair_connection_buffer), 0);
-    hbone_callbacks *cbs = all_callbacks();
-    ck_assert_int_eq(hbone_conn_client_new(&p->client.conn, ccfg, cbs, &p->client, p->now), 0);
-    ck_assert_int_eq(hbone_conn_server_new(&p->server.conn, scfg, cbs, &p->server, p->now), 0);
-    hbone_callbacks_del(cbs); /* connections copied it */
+    pair_start(p, ccfg, scfg, expected, seed);
     hbone_config_del(ccfg);
     hbone_config_del(scfg);
-    hbone_spiffe_id *id = tl_id(expected);
-    ck_assert_int_eq(hbone_conn_expect_peer(p->client.conn, id), 0);
-    hbone_spiffe_id_del(id);
 }
 
 void pair_free(struct pair *p)

@@ -69,6 +69,10 @@ extern const hbone_mem *pair_mem;
 /* The client expects the server to be @p expected; @p seed drives the
  * chunking. */
 void pair_init(struct pair *p, const char *expected, unsigned seed);
+/* The same with configs of the caller's (the pair takes its own
+ * references); the options above do not apply. */
+void pair_start(struct pair *p, hbone_config *ccfg, hbone_config *scfg, const char *expected,
+                unsigned seed);
 void pair_free(struct pair *p);
 /* What @p s saw of tunnel @p id (a new, empty log the first time). */
 struct tunnel_log *log_of(struct side *s, int32_t id);

@@ -83,6 +83,19 @@ hbone_config *tl_config(const char *leaf, const char *const *extra_bundles)
 hbone_config *tl_config_mem(const char *leaf, const char *const *extra_bundles,
                             const hbone_mem *mem)
 {
+    hbone_config *cfg = tl_config_trusting(leaf, "bundle-cluster.local.pem", mem);
+    for (size_t i = 0; extra_bundles && extra_bundles[i]; i++) {
+        char td[256];
+        const char *eq = strchr(extra_bundles[i], '=');
+        ck_assert_ptr_nonnull(eq);
+        snprintf(td, sizeof(td), "%.*s", (int)(eq - extra_bundles[i]), extra_bundles[i]);
+        add_bundle(cfg, td, eq + 1);
+    }
+    return cfg;
+}
+
+hbone_config *tl_config_trusting(const char *leaf, const char *bundle, const hbone_mem *mem)
+{
     hbone_config *cfg = NULL;
     ck_assert_int_eq(hbone_config_new(&cfg, mem), 0);
     char name[256];
@@ -96,14 +109,7 @@ hbone_config *tl_config_mem(const char *leaf, const char *const *extra_bundles,
                   hbone_config_error_detail(cfg));
     free(chain);
     free(key);
-    add_bundle(cfg, "cluster.local", "bundle-cluster.local.pem");
-    for (size_t i = 0; extra_bundles && extra_bundles[i]; i++) {
-        char td[256];
-        const char *eq = strchr(extra_bundles[i], '=');
-        ck_assert_ptr_nonnull(eq);
-        snprintf(td, sizeof(td), "%.*s", (int)(eq - extra_bundles[i]), extra_bundles[i]);
-        add_bundle(cfg, td, eq + 1);
-    }
+    add_bundle(cfg, "cluster.local", bundle);
     return cfg;
 }
 

@@ -29,6 +29,10 @@ hbone_config *tl_config(const char *leaf, const char *const *extra_bundles);
 hbone_config *tl_config_mem(const char *leaf, const char *const *extra_bundles,
                             const hbone_mem *mem);
 
+/* A config with "<leaf>.chain.pem" and "<leaf>.key" whose cluster.local
+ * bundle is the PKI file @p bundle only (e.g. "root-a.pem"). */
+hbone_config *tl_config_trusting(const char *leaf, const char *bundle, const hbone_mem *mem);
+
 /* Parse a SPIFFE ID or abort the test. */
 hbone_spiffe_id *tl_id(const char *str);
 
