@@ -213,11 +213,15 @@ HBONE_API const char *hbone_conn_error_detail(const hbone_conn *conn);
  * response arrives as a tunnel_response event. Data written before a 200 is
  * held until then. Returns 0 with *@p tunnel_out, HBONE_ERR_AUTHORITY,
  * HBONE_ERR_INVALID_STATE (a server, or the connection takes no new
- * tunnels: it is closing, draining, or has used its last stream id; open
- * the tunnel on a new connection), HBONE_ERR_INVALID_ARGUMENT or
- * HBONE_ERR_NOMEM. A long-lived connection runs out of stream ids after
- * about a billion tunnels: the one that takes the last id opens normally,
- * and the connection then drains (GOAWAY), its open tunnels carrying on.
+ * tunnels: it is closing or draining, the peer sent GOAWAY, the server's
+ * certificate has expired, or the connection has used its last stream id;
+ * open the tunnel on a new connection), HBONE_ERR_INVALID_ARGUMENT or
+ * HBONE_ERR_NOMEM. (A server likewise refuses new tunnels, with
+ * REFUSED_STREAM and GOAWAY, once the client's certificate has expired;
+ * tunnels already open carry on in both cases.) A long-lived connection
+ * runs out of stream ids after about a billion tunnels: the one that takes
+ * the last id opens normally, and the connection then drains (GOAWAY), its
+ * open tunnels carrying on.
  */
 HBONE_API int hbone_conn_tunnel_open(hbone_conn *conn, const char *authority, size_t authority_len,
                                      const char *const *names, const size_t *name_lens,

@@ -5,6 +5,7 @@
  */
 #include <stdint.h>
 #include <string.h>
+#include <time.h>
 
 #include <hbone/connect.h>
 #include <hbone/conn.h>
@@ -87,6 +88,7 @@ struct hbone_conn {
     hb_bucket glitches;            /* frames that do no work: hbone_config_set_flood_limit */
     hb_bucket peer_resets;         /* RST_STREAM from the peer */
     int drain_ping_sent;           /* server: waiting for the ACK before the final GOAWAY */
+    int64_t fixed_wall_clock;      /* tests only (hb_conn_set_wall_clock): 0 is the real one */
     int admitted;                  /* server: counted in the config's server load ... */
     int in_handshake;              /* ... and as a handshake still */
     /* Plaintext frames waiting to fill a TLS record: a buffer on the stack
@@ -257,6 +259,41 @@ static int on_header(void *ctx, int32_t stream, const uint8_t *name, size_t name
     return hb_tunnel_add_header(c->mem, t, name, name_len, value, value_len);
 }
 
+/* --- the peer's certificate expiring ---------------------------------------- */
+
+/* Wall-clock time: certificates expire by it, whatever the caller's clock. */
+static int64_t wall_clock(const hbone_conn *c)
+{
+    return c->fixed_wall_clock ? c->fixed_wall_clock : (int64_t)time(NULL);
+}
+
+/* Whether the certificate the peer proved its identity with has expired
+ * (RFC 5280: valid through notAfter). A connection keeps its tunnels then,
+ * but takes no new ones: they would rest on an identity no longer
+ * vouched for. */
+static int peer_expired(const hbone_conn *c)
+{
+    int64_t not_after = hb_tls_peer_not_after(c->tls);
+    return not_after && wall_clock(c) > not_after;
+}
+
+/* No new tunnels on this connection (GOAWAY); those open carry on. */
+static void stop_new_tunnels(hbone_conn *c)
+{
+    if (c->draining)
+        return;
+    time_t t = (time_t)hb_tls_peer_not_after(c->tls);
+    struct tm tm;
+    char when[32] = "?";
+    if (gmtime_r(&t, &tm))
+        strftime(when, sizeof(when), "%Y-%m-%dT%H:%M:%SZ", &tm);
+    hb_log(&c->cfg->log, HBONE_LOG_INFO,
+           "the certificate of %s expired at %s: no new tunnels on this connection",
+           hbone_spiffe_id_str(hb_tls_peer_id(c->tls), NULL), when);
+    c->draining = 1;
+    (void)hb_h2_goaway(c->h2); /* without it, it closes with its transport */
+}
+
 /* Server: the request is complete; answer bad ones ourselves. */
 static int request_done(hbone_conn *c, hb_tunnel *t, int end_stream)
 {
@@ -264,6 +301,13 @@ static int request_done(hbone_conn *c, hb_tunnel *t, int end_stream)
     size_t host_len = 0;
     uint16_t port = 0;
     int kind = 0;
+    if (peer_expired(c)) {
+        /* Refused, not failed: the client may retry it on a new connection. */
+        stop_new_tunnels(c);
+        t->answered = 1;
+        hb_tunnel_forget_request(c->mem, t);
+        return hb_h2_reset(c->h2, t->id, HB_H2_REFUSED_STREAM);
+    }
     int valid =
         !t->bad_request && !end_stream && t->authority &&
         hbone_authority_parse(t->authority, t->authority_len,
@@ -693,6 +737,11 @@ int hb_conn_new_plaintext(hbone_conn **out, hbone_config *cfg, const hbone_callb
     return conn_new(out, cfg, cbs, user_data, server ? 1 : 0, 1, now_ms);
 }
 
+void hb_conn_set_wall_clock(hbone_conn *c, int64_t seconds)
+{
+    c->fixed_wall_clock = seconds;
+}
+
 int hb_conn_set_next_stream_id(hbone_conn *c, int32_t id)
 {
     return c && !c->server ? hb_h2_set_next_stream_id(c->h2, id) : HBONE_ERR_INVALID_ARGUMENT;
@@ -1120,8 +1169,14 @@ int hbone_conn_tunnel_open(hbone_conn *c, const char *authority, size_t authorit
         return HBONE_ERR_INVALID_ARGUMENT;
     *tunnel_out = 0;
     note_session_over(c);
+    if (!c->server && !c->closed && !c->error && peer_expired(c))
+        stop_new_tunnels(c);
     if (c->server || c->closed || c->error || c->draining)
         return HBONE_ERR_INVALID_STATE;
+    if (!hb_h2_request_allowed(c->h2)) {
+        c->draining = 1; /* the peer's GOAWAY came: nghttp2 would refuse it later */
+        return HBONE_ERR_INVALID_STATE;
+    }
     int r = check_headers(names, name_lens, values, value_lens, n);
     if (r < 0)
         return r;
@@ -1141,7 +1196,7 @@ int hbone_conn_tunnel_open(hbone_conn *c, const char *authority, size_t authorit
     }
     t->visible = 1;
     *tunnel_out = id;
-    if (!hb_h2_can_open_stream(c->h2)) {
+    if (!hb_h2_request_allowed(c->h2)) {
         /* That was the last id: the connection serves what it has and
          * closes when they end; new tunnels need a new connection. */
         hb_log(&c->cfg->log, HBONE_LOG_INFO,

@@ -29,6 +29,10 @@ int hb_conn_new_plaintext(hbone_conn **out, hbone_config *cfg, const hbone_callb
  * that a test can reach the end of the id space. Returns 0 or
  * HBONE_ERR_INVALID_ARGUMENT. */
 int hb_conn_set_next_stream_id(hbone_conn *conn, int32_t id);
+
+/* The wall-clock time (seconds since the epoch) @p conn judges the peer's
+ * certificate by, instead of time(); 0 goes back to time(). */
+void hb_conn_set_wall_clock(hbone_conn *conn, int64_t seconds);
 #endif
 
 #endif /* HB_CONN_CONN_TESTING_H */

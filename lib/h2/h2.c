@@ -541,9 +541,9 @@ int hb_h2_goaway(hb_h2 *h2)
     return r == 0 ? 0 : submit_error(r);
 }
 
-int hb_h2_can_open_stream(const hb_h2 *h2)
+int hb_h2_request_allowed(hb_h2 *h2)
 {
-    return nghttp2_session_get_next_stream_id(h2->session) <= INT32_MAX;
+    return nghttp2_session_check_request_allowed(h2->session);
 }
 
 #ifdef HB_TESTING

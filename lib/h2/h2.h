@@ -135,9 +135,10 @@ int hb_h2_shutdown_notice(hb_h2 *h2);
 /* GOAWAY(NO_ERROR) with the last stream we processed: no new streams, the
  * open ones may finish. */
 int hb_h2_goaway(hb_h2 *h2);
-/* Client: whether a stream id is left for another request (2^31 - 1 is
- * the last: RFC 9113 section 5.1.1). */
-int hb_h2_can_open_stream(const hb_h2 *h2);
+/* Client: whether another request may start: not once a GOAWAY was sent
+ * or received, nor once the stream ids are used up (2^31 - 1 is the last:
+ * RFC 9113 section 5.1.1). */
+int hb_h2_request_allowed(hb_h2 *h2);
 #ifdef HB_TESTING
 /* The id the next request gets (tests reach the end of the id space). */
 int hb_h2_set_next_stream_id(hb_h2 *h2, int32_t id);

@@ -19,6 +19,56 @@ static const uint8_t oid_client_auth[] = {0x2b, 0x06, 0x01, 0x05, 0x05, 0x07, 0x
 #define GENERAL_NAME_URI HB_DER_CONTEXT(6)
 
 #define MALFORMED HBONE_ERR_SVID_MALFORMED
+#define DER_UTC_TIME 0x17
+#define DER_GENERALIZED_TIME 0x18
+
+/* @p n decimal digits; -1 if any is not one. */
+static int digits(const uint8_t *p, int n)
+{
+    int v = 0;
+    for (int i = 0; i < n; i++) {
+        if (p[i] < '0' || p[i] > '9')
+            return -1;
+        v = v * 10 + (p[i] - '0');
+    }
+    return v;
+}
+
+/* Days from 1970-01-01 to @p y-@p m-@p d (proleptic Gregorian). */
+static int64_t days_from_civil(int64_t y, int m, int d)
+{
+    y -= m <= 2;
+    int64_t era = (y >= 0 ? y : y - 399) / 400;
+    int64_t yoe = y - era * 400;
+    int64_t doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1;
+    int64_t doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    return era * 146097 + doe - 719468;
+}
+
+/* A Time as RFC 5280 section 4.1.2.5 has it: UTCTime YYMMDDHHMMSSZ (years
+ * 1950-2049) or GeneralizedTime YYYYMMDDHHMMSSZ, in seconds since the
+ * epoch. Returns 0 or -1. */
+static int parse_time(hb_cursor *in, int64_t *out)
+{
+    uint8_t tag;
+    hb_cursor t;
+    if (hb_der_read_any(in, &tag, &t) < 0)
+        return -1;
+    int year_digits = tag == DER_UTC_TIME ? 2 : tag == DER_GENERALIZED_TIME ? 4 : 0;
+    if (!year_digits || t.len != (size_t)year_digits + 11 || t.p[t.len - 1] != 'Z')
+        return -1;
+    int year = digits(t.p, year_digits);
+    const uint8_t *rest = t.p + year_digits;
+    int month = digits(rest, 2), day = digits(rest + 2, 2), hour = digits(rest + 4, 2);
+    int minute = digits(rest + 6, 2), second = digits(rest + 8, 2);
+    if (year < 0 || month < 1 || month > 12 || day < 1 || day > 31 || hour < 0 || hour > 23 ||
+        minute < 0 || minute > 59 || second < 0 || second > 59)
+        return -1;
+    if (year_digits == 2)
+        year += year >= 50 ? 1900 : 2000;
+    *out = days_from_civil(year, month, day) * 86400 + hour * 3600 + minute * 60 + second;
+    return 0;
+}
 
 static int parse_san(hb_cursor value, hb_x509_leaf *out)
 {
@@ -167,6 +217,12 @@ int hb_x509_parse_leaf(const uint8_t *der, size_t len, hb_x509_leaf *out)
     for (int i = 0; i < 5; i++) {
         if (hb_der_read(&tbs, HB_DER_SEQUENCE, &field) < 0)
             return MALFORMED;
+        /* validity: notBefore, notAfter. The TLS layer judges validity;
+         * this reads the expiry only, 0 when it is not in RFC 5280's form. */
+        int64_t not_before;
+        if (i == 2 && (parse_time(&field, &not_before) < 0 ||
+                       parse_time(&field, &out->not_after) < 0 || field.len != 0))
+            out->not_after = 0;
     }
     if (hb_der_read_optional(&tbs, HB_DER_CONTEXT(1), &field) < 0 ||
         hb_der_read_optional(&tbs, HB_DER_CONTEXT(2), &field) < 0)

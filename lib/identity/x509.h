@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * The parts of an X.509 leaf certificate that make it an X.509-SVID: SANs
- * with their type, basicConstraints, keyUsage and extendedKeyUsage. Chain
+ * with their type, basicConstraints, keyUsage and extendedKeyUsage; and
+ * when it expires, so that a connection can stop taking tunnels then. Chain
  * signatures and validity are verified by the TLS layer, not here.
  */
 #ifndef HB_IDENTITY_X509_H
@@ -26,6 +27,7 @@ typedef struct hb_x509_leaf {
     int has_ext_key_usage;
     int eku_server_auth;
     int eku_client_auth;
+    int64_t not_after; /* validity's notAfter, seconds since the epoch (UTC); 0 unknown */
     size_t uri_san_count;
     size_t dns_san_count;
     /* The GeneralNames of the SAN extension (empty if none), pointing into

@@ -9,6 +9,7 @@
 #include "common/mem.h"
 #include "identity/spiffe.h"
 #include "identity/svid.h"
+#include "identity/x509.h"
 #include "tls/config.h"
 #include "tls/tls.h"
 
@@ -41,6 +42,7 @@ struct hb_tls {
     hbone_spiffe_id **expected;
     size_t n_expected;
     hbone_spiffe_id *peer_id;
+    int64_t peer_not_after; /* the peer leaf's expiry, seconds since the epoch (0: unknown) */
 #ifdef HB_TESTING
     /* hb_tls_new_plaintext(): no wolfSSL object, bytes pass unchanged. */
     int plaintext;
@@ -390,6 +392,9 @@ static int check_peer(hb_tls *t, const WOLFSSL_BUFFER_INFO *certs, int n)
     r = t->role == HB_TLS_CLIENT ? check_expected_peer(t) : check_trust_domain_accepted(t);
     if (r == 0)
         r = check_bundle_binding(t, certs, n);
+    hb_x509_leaf leaf; /* parsed already: it is a valid SVID */
+    if (r == 0 && hb_x509_parse_leaf(certs[0].buffer, certs[0].length, &leaf) == 0)
+        t->peer_not_after = leaf.not_after;
     if (r < 0) {
         hbone_spiffe_id_del(t->peer_id);
         t->peer_id = NULL;
@@ -689,6 +694,11 @@ int hb_tls_handshake_done(const hb_tls *t)
 const hbone_spiffe_id *hb_tls_peer_id(const hb_tls *t)
 {
     return t->done ? t->peer_id : NULL;
+}
+
+int64_t hb_tls_peer_not_after(const hb_tls *t)
+{
+    return t->done ? t->peer_not_after : 0;
 }
 
 const char *hb_tls_cipher(const hb_tls *t)

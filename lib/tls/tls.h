@@ -81,6 +81,9 @@ void hb_tls_output_consume(hb_tls *tls, size_t n);
 int hb_tls_handshake_done(const hb_tls *tls);
 /* The verified peer identity once the handshake is done, else NULL. */
 const hbone_spiffe_id *hb_tls_peer_id(const hb_tls *tls);
+/* When the peer's certificate expires (seconds since the epoch, UTC), or 0
+ * if unknown or the handshake is not done. */
+int64_t hb_tls_peer_not_after(const hb_tls *tls);
 /* IANA name of the negotiated suite, e.g. "TLS_AES_128_GCM_SHA256". */
 const char *hb_tls_cipher(const hb_tls *tls);
 /* Name of the negotiated key exchange group, e.g. "SECP256R1". */

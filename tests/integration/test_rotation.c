@@ -19,6 +19,9 @@
 #include "conn_pair.h"
 #include "testlib.h"
 
+#include "conn/conn_testing.h"
+#include "identity/x509.h"
+
 enum { LIVE_TUNNELS = 50, TUNNEL_BYTES = 10000 };
 
 /* The handshake of @p client_cfg with @p server_cfg: 0 when it completes,
@@ -227,6 +230,93 @@ START_TEST(rotation_races_with_connection_setup)
 }
 END_TEST
 
+/* When the PKI's leaf @p name expires (seconds since the epoch). */
+static int64_t expiry_of(const char *name)
+{
+    size_t len;
+    uint8_t *der = tl_pki_der(name, &len);
+    hb_x509_leaf leaf;
+    ck_assert_int_eq(hb_x509_parse_leaf(der, len, &leaf), 0);
+    free(der);
+    ck_assert_int_gt(leaf.not_after, 0);
+    return leaf.not_after;
+}
+
+/* The server's certificate expires under a live tunnel: through its
+ * notAfter the client still opens tunnels; after it, none (the caller opens
+ * them on a new connection), while the live tunnel carries on to a clean
+ * end and the connection then closes. */
+START_TEST(client_opens_nothing_once_the_server_certificate_expired)
+{
+    int64_t not_after = expiry_of("server.chain.pem");
+    struct pair p;
+    pair_init(&p, SERVER_ID, 44);
+    p.server.auto_answer = 200;
+    p.server.echo = 1;
+    int32_t live = open_tunnel(&p, "10.0.0.2:80");
+    uint32_t sum = TL_CHECKSUM_INIT;
+    write_all(&p, &p.client, live, 5000, &sum);
+    pump(&p, NULL, NULL);
+    hb_conn_set_wall_clock(p.client.conn, not_after);
+    int32_t last = open_tunnel(&p, "10.0.0.2:81");
+    hb_conn_set_wall_clock(p.client.conn, not_after + 1);
+    int32_t refused = 0;
+    ck_assert_int_eq(hbone_conn_tunnel_open(p.client.conn, "10.0.0.2:82", 11, NULL, NULL, NULL,
+                                            NULL, 0, &refused),
+                     HBONE_ERR_INVALID_STATE);
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.server, last)->requested, 1);
+    ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, last), 0);
+    write_all(&p, &p.client, live, 5000, &sum);
+    ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, live), 0);
+    pump(&p, NULL, NULL);
+    struct tunnel_log *l = log_of(&p.client, live);
+    ck_assert_uint_eq(l->received, 10000);
+    ck_assert_uint_eq(l->checksum, sum);
+    ck_assert_int_eq(l->closed, 1);
+    ck_assert_uint_eq(l->reason, 0);
+    ck_assert_int_eq(hbone_conn_is_closed(p.client.conn), 1);
+    pair_free(&p);
+}
+END_TEST
+
+/* The client's certificate expires under a live tunnel: the server refuses
+ * new tunnels (REFUSED_STREAM, so that the client may retry elsewhere, and
+ * GOAWAY) without its application seeing them; the live tunnel carries
+ * on. */
+START_TEST(server_refuses_tunnels_once_the_client_certificate_expired)
+{
+    int64_t not_after = expiry_of("client.chain.pem");
+    struct pair p;
+    pair_init(&p, SERVER_ID, 45);
+    p.server.auto_answer = 200;
+    p.server.echo = 1;
+    int32_t live = open_tunnel(&p, "10.0.0.2:80");
+    uint32_t sum = TL_CHECKSUM_INIT;
+    write_all(&p, &p.client, live, 5000, &sum);
+    pump(&p, NULL, NULL);
+    hb_conn_set_wall_clock(p.server.conn, not_after + 1);
+    int32_t late = open_tunnel(&p, "10.0.0.2:81");
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.server, late)->requested, 0);
+    ck_assert_int_eq(log_of(&p.client, late)->closed, 1);
+    ck_assert_uint_eq(log_of(&p.client, late)->reason, 0x7); /* REFUSED_STREAM */
+    int32_t after_goaway = 0;
+    ck_assert_int_eq(hbone_conn_tunnel_open(p.client.conn, "10.0.0.2:82", 11, NULL, NULL, NULL,
+                                            NULL, 0, &after_goaway),
+                     HBONE_ERR_INVALID_STATE);
+    write_all(&p, &p.client, live, 5000, &sum);
+    ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, live), 0);
+    pump(&p, NULL, NULL);
+    struct tunnel_log *l = log_of(&p.client, live);
+    ck_assert_uint_eq(l->received, 10000);
+    ck_assert_uint_eq(l->checksum, sum);
+    ck_assert_uint_eq(l->reason, 0);
+    ck_assert_int_eq(hbone_conn_is_closed(p.server.conn), 1);
+    pair_free(&p);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("rotation");
@@ -235,6 +325,8 @@ int main(void)
     tcase_add_test(tc, server_certificate_rotated_under_live_tunnels);
     tcase_add_test(tc, trust_bundle_rotated_in_two_steps);
     tcase_add_test(tc, rotation_races_with_connection_setup);
+    tcase_add_test(tc, client_opens_nothing_once_the_server_certificate_expired);
+    tcase_add_test(tc, server_refuses_tunnels_once_the_client_certificate_expired);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }

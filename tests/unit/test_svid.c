@@ -11,6 +11,8 @@
 
 #include "testlib.h"
 
+#include "identity/x509.h"
+
 #define CL "spiffe://cluster.local/ns/default/sa/"
 #define TDB "spiffe://td-b.example/ns/default/sa/"
 
@@ -428,10 +430,16 @@ static blob cert_of(blob tbs_fields)
     return SEQ(3, tlv(0x30, tbs_fields), alg(), BYTES(0x03, 0x03, 0x00, 0x5a, 0xa5));
 }
 
-static blob tbs_head(void)
+/* The fields before the extensions, with the given validity. */
+static blob tbs_with_validity(blob validity)
 {
     return cat(7, tlv(0xa0, BYTES(0x02, 0x01, 0x02)), BYTES(0x02, 0x01, 0x01), alg(),
-               tlv(0x30, NOTHING), tlv(0x30, NOTHING), tlv(0x30, NOTHING), tlv(0x30, NOTHING));
+               tlv(0x30, NOTHING), validity, tlv(0x30, NOTHING), tlv(0x30, NOTHING));
+}
+
+static blob tbs_head(void)
+{
+    return tbs_with_validity(tlv(0x30, NOTHING));
 }
 
 /* A v3 certificate with the given extensions (the contents of Extensions). */
@@ -799,6 +807,50 @@ END_TEST
 /* ------------------------------------------------------------------------ */
 /* Allocators                                                                */
 
+/* A time of tag @p tag written as @p text. */
+static blob time_of(uint8_t tag, const char *text)
+{
+    return tlv(tag, bytes(text, strlen(text)));
+}
+
+/* notAfter as the leaf parser reads it (seconds since the epoch, 0 when
+ * the validity is not in RFC 5280's form: the TLS layer judges validity). */
+static const struct {
+    const char *what;
+    uint8_t not_after_tag;
+    const char *not_after;
+    int64_t want;
+} not_after_cases[] = {
+    {"UTCTime, last year it covers", 0x17, "491231235959Z", 2524607999},
+    {"UTCTime, first year it covers", 0x17, "500101000000Z", -631152000},
+    {"GeneralizedTime", 0x18, "20500101000000Z", 2524608000},
+    {"a leap day", 0x18, "20240229120000Z", 1709208000},
+    {"after a century's leap day", 0x18, "20000301000000Z", 951868800},
+    {"no Z", 0x18, "20500101000000", 0},
+    {"a local offset", 0x18, "20500101000000+0100", 0},
+    {"fractional seconds", 0x18, "20500101000000.5Z", 0},
+    {"month 13", 0x18, "20501301000000Z", 0},
+    {"hour 24", 0x17, "500101240000Z", 0},
+    {"a letter among the digits", 0x17, "5001O1000000Z", 0},
+    {"an OCTET STRING", 0x04, "20500101000000Z", 0},
+};
+
+START_TEST(not_after_is_read_from_the_validity)
+{
+    blob validity = SEQ(2, time_of(0x17, "240101000000Z"),
+                        time_of(not_after_cases[_i].not_after_tag, not_after_cases[_i].not_after));
+    blob der =
+        cert_of(cat(2, tbs_with_validity(validity),
+                    tlv(0xa3, tlv(0x30, cat(4, bc_leaf(), ku_leaf(), eku_both(), good_san())))));
+    hb_x509_leaf leaf;
+    ck_assert_int_eq(hb_x509_parse_leaf(der.p, der.len, &leaf), 0);
+    ck_assert_msg(leaf.not_after == not_after_cases[_i].want, "%s: %lld, want %lld",
+                  not_after_cases[_i].what, (long long)leaf.not_after,
+                  (long long)not_after_cases[_i].want);
+    free(der.p);
+}
+END_TEST
+
 START_TEST(allocator_is_used_and_balanced)
 {
     size_t der_len, pem_len;
@@ -905,6 +957,8 @@ int main(void)
     TCase *hand = tcase_create("hand-built");
     tcase_add_test(hand, hand_built_builder_sanity);
     tcase_add_loop_test(hand, hand_built_table, 0, (int)N_HAND_CASES);
+    tcase_add_loop_test(hand, not_after_is_read_from_the_validity, 0,
+                        (int)(sizeof(not_after_cases) / sizeof(not_after_cases[0])));
     suite_add_tcase(s, hand);
 
     TCase *mem = tcase_create("allocator");
