@@ -817,11 +817,17 @@ static void end_of_input(hbone_conn *c)
  * says so, and from then on the connection stays closed, whatever would be
  * queued later (a keepalive PING would make nghttp2 want to write again,
  * and a tunnel opened then would never get its close event). Each entry
- * point that may act on the session notes it first. */
+ * point that may act on the session notes it first. A tunnel still here
+ * then is a request nghttp2 holds back and will never send (the peer's
+ * stream limit was reached when GOAWAY ended the session): it is closed as
+ * refused, which tells the application it may retry it elsewhere. */
 static void note_session_over(hbone_conn *c)
 {
-    if (c->handshake_done && !c->closed && !c->error && !hb_h2_alive(c->h2))
+    if (c->handshake_done && !c->closed && !c->error && !hb_h2_alive(c->h2)) {
         c->closed = 1;
+        while (c->tunnels)
+            close_tunnel(c, c->tunnels, HB_H2_REFUSED_STREAM);
+    }
 }
 
 /* --- stalls: hbone_config_set_stall_timeout ---------------------------------- */
@@ -881,15 +887,8 @@ static int check_stalls(hbone_conn *c)
     return 0;
 }
 
-int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *consumed,
-                     uint64_t now_ms)
+static int input(hbone_conn *c, const uint8_t *data, size_t len, size_t *consumed)
 {
-    if (consumed)
-        *consumed = 0;
-    if (!c || !consumed || (!data && len))
-        return HBONE_ERR_INVALID_ARGUMENT;
-    c->now = now_ms;
-    note_session_over(c);
     if (c->error)
         return c->error;
     if (c->closed)
@@ -930,6 +929,20 @@ int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *con
             return fail(c, r);
         }
     }
+}
+
+int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *consumed,
+                     uint64_t now_ms)
+{
+    if (consumed)
+        *consumed = 0;
+    if (!c || !consumed || (!data && len))
+        return HBONE_ERR_INVALID_ARGUMENT;
+    c->now = now_ms;
+    note_session_over(c);
+    int r = input(c, data, len, consumed);
+    note_session_over(c); /* before hbone_conn_is_closed() can say it */
+    return r;
 }
 
 int hbone_conn_input_eof(hbone_conn *c)
@@ -973,6 +986,7 @@ const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len, uint64_t now_ms)
             }
         }
     }
+    note_session_over(c); /* before hbone_conn_is_closed() can say it */
     const uint8_t *out = hb_tls_output(c->tls, len);
     watch_output(c);
     arm_stall_check(c);

@@ -669,6 +669,39 @@ START_TEST(drain_lets_open_tunnels_finish)
 }
 END_TEST
 
+/* A tunnel the client holds back at the server's stream limit when the
+ * server drains is closed as refused (retry elsewhere), and the server
+ * never sees it. */
+START_TEST(a_request_held_back_at_goaway_is_refused)
+{
+    pair_stream_window = 65535;
+    pair_max_streams = 1;
+    struct pair p;
+    pair_init(&p, SERVER_ID, 16);
+    pair_stream_window = pair_max_streams = 0;
+    p.server.auto_answer = 200;
+    p.server.echo = 1;
+    int32_t active = open_tunnel(&p, "10.0.0.2:80");
+    pump(&p, NULL, NULL); /* the server's limit of 1 is known from here */
+    int32_t held = open_tunnel(&p, "10.0.0.2:81");
+    pump(&p, NULL, NULL);
+    ck_assert_int_eq(log_of(&p.server, held)->requested, 0);
+    ck_assert_int_eq(hbone_conn_drain(p.server.conn, p.now, 5000), 0);
+    pump(&p, NULL, NULL);
+    uint32_t sum = TL_CHECKSUM_INIT;
+    write_all(&p, &p.client, active, 1000, &sum);
+    ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, active), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_uint_eq(log_of(&p.client, active)->checksum, sum);
+    ck_assert_uint_eq(log_of(&p.client, active)->reason, 0);
+    ck_assert_int_eq(hbone_conn_is_closed(p.client.conn), 1);
+    ck_assert_int_eq(log_of(&p.client, held)->closed, 1);
+    ck_assert_uint_eq(log_of(&p.client, held)->reason, 0x7); /* REFUSED_STREAM */
+    ck_assert_int_eq(log_of(&p.server, held)->requested, 0);
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(drain_deadline_ends_what_is_left)
 {
     struct pair p;
@@ -965,6 +998,7 @@ int main(void)
     tcase_add_test(tc, unanswered_ping_ends_the_connection);
     tcase_add_test(tc, drain_lets_open_tunnels_finish);
     tcase_add_test(tc, drain_deadline_ends_what_is_left);
+    tcase_add_test(tc, a_request_held_back_at_goaway_is_refused);
     tcase_add_test(tc, configured_settings_apply);
     tcase_add_loop_test(tc, stalled_tunnel_is_reset, 0, 2);
     tcase_add_test(tc, a_slow_peer_is_not_stalled);

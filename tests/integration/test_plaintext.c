@@ -229,12 +229,52 @@ START_TEST(plaintext_conn_survives_each_allocation_failure)
 }
 END_TEST
 
+/* A request the client holds back because the server allows no stream at
+ * all (SETTINGS_MAX_CONCURRENT_STREAMS 0) when the client's own GOAWAY ends
+ * the session: it is closed as refused (retry elsewhere) before the
+ * connection says it is closed, never forgotten. Found by the conn_client
+ * fuzzer (fuzz/corpus/conn_client/found-held-request-forgotten-at-goaway). */
+START_TEST(a_request_held_back_when_the_session_ends_is_refused)
+{
+    hbone_config *cfg;
+    ck_assert_int_eq(hbone_config_new(&cfg, NULL), 0);
+    hbone_callbacks *cbs;
+    ck_assert_int_eq(hbone_callbacks_new(&cbs), 0);
+    hbone_callbacks_set_tunnel_close(cbs, on_close);
+    struct side client = {0};
+    ck_assert_int_eq(hb_conn_new_plaintext(&client.conn, cfg, cbs, &client, 0, 1), 0);
+    hbone_callbacks_del(cbs);
+    hbone_config_del(cfg);
+    /* The server's preface: SETTINGS with MAX_CONCURRENT_STREAMS (3) = 0. */
+    static const uint8_t settings[] = {0, 0, 6, 4, 0, 0, 0, 0, 0, 0, 3, 0, 0, 0, 0};
+    size_t consumed, len;
+    ck_assert_int_eq(hbone_conn_input(client.conn, settings, sizeof(settings), &consumed, 1), 0);
+    ck_assert_uint_eq(consumed, sizeof(settings));
+    int32_t held = 0;
+    ck_assert_int_eq(
+        hbone_conn_tunnel_open(client.conn, "10.0.0.7:8080", 13, NULL, NULL, NULL, NULL, 0, &held),
+        0);
+    (void)hbone_conn_output(client.conn, &len, 1);
+    hbone_conn_output_consume(client.conn, len);
+    ck_assert_int_eq(client.closes, 0);
+    ck_assert_int_eq(hbone_conn_drain(client.conn, 1, 5000), 0);
+    (void)hbone_conn_output(client.conn, &len, 1); /* the GOAWAY */
+    ck_assert_uint_gt(len, 0);
+    hbone_conn_output_consume(client.conn, len);
+    ck_assert_int_eq(hbone_conn_is_closed(client.conn), 1);
+    ck_assert_int_eq(client.closes, 1);
+    ck_assert_uint_eq(client.reason, 0x7); /* REFUSED_STREAM */
+    hbone_conn_del(client.conn);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plaintext");
     TCase *tc = tcase_create("plaintext");
     tcase_add_test(tc, plaintext_pair_carries_a_tunnel_both_ways);
     tcase_add_test(tc, plaintext_conn_survives_each_allocation_failure);
+    tcase_add_test(tc, a_request_held_back_when_the_session_ends_is_refused);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }
