@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SPDX-License-Identifier: MIT
 #
-# run-all.sh [SECONDS] [BUILD_DIR] -- run every libFuzzer target for SECONDS
-# each (default 600), from BUILD_DIR (default build-fuzz, configured with
+# run-all.sh [SECONDS] [BUILD_DIR] [TARGET...] -- run every libFuzzer target
+# (or only the TARGETs named, e.g. conn_client) for SECONDS each (default
+# 600), from BUILD_DIR (default build-fuzz, configured with
 # -Dfuzzing=libfuzzer; see docs/fuzzing.md).
 #
 # Targets are found from the sources, fuzz/fuzz_*.c files that define
@@ -26,6 +27,8 @@ set -uo pipefail
 
 seconds=${1:-600}
 build=${2:-build-fuzz}
+shift $(($# < 2 ? $# : 2))
+chosen=("$@")
 here=$(cd "$(dirname -- "${BASH_SOURCE[0]}")" && pwd)
 artifacts=${FUZZ_ARTIFACTS:-$build/fuzz-artifacts}
 
@@ -48,6 +51,12 @@ for src in "$here"/fuzz_*.c; do
     fi
 done
 [[ ${#targets[@]} -gt 0 ]] || die "no targets found in $here"
+if [[ ${#chosen[@]} -gt 0 ]]; then
+    for name in "${chosen[@]}"; do
+        [[ " ${targets[*]} " == *" $name "* ]] || die "no target '$name' (there are: ${targets[*]})"
+    done
+    targets=("${chosen[@]}")
+fi
 
 scratch_root=$(mktemp -d)
 trap 'rm -rf -- "$scratch_root"' EXIT
