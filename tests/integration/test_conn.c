@@ -5,9 +5,12 @@
  * through every part of their lifecycle.
  */
 #include <check.h>
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
 #include <hbone/hbone.h>
 
@@ -905,6 +908,44 @@ START_TEST(stream_ids_run_out)
 }
 END_TEST
 
+/* A server that has just accepted its last descriptor can still set up TLS
+ * for it: the tuned wolfSSL seeds each session with getrandom(2) rather than
+ * a descriptor of /dev/urandom (Debian's build needs one: not tested there). */
+START_TEST(a_session_needs_no_descriptor)
+{
+#ifdef HB_TEST_WOLFSSL_SYSTEM
+    return;
+#endif
+    hbone_config *ccfg = tl_config("client", NULL), *scfg = tl_config("server", NULL);
+    struct rlimit saved;
+    ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &saved), 0);
+    /* Take every descriptor there is under a low limit. */
+    int fds[64], n = 0;
+    int probe = open("/dev/null", O_RDONLY);
+    ck_assert_int_ge(probe, 0);
+    struct rlimit low = {(rlim_t)probe + 8, saved.rlim_max};
+    close(probe);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &low), 0);
+    while (n < 64 && (fds[n] = open("/dev/null", O_RDONLY)) >= 0)
+        n++;
+    ck_assert_int_lt(n, 64);
+    ck_assert_int_lt(open("/dev/null", O_RDONLY), 0); /* none left */
+    struct pair p;
+    pair_start(&p, ccfg, scfg, SERVER_ID, 17);
+    int cerr = 0, serr = 0;
+    pump(&p, &cerr, &serr);
+    while (n > 0)
+        close(fds[--n]);
+    ck_assert_int_eq(setrlimit(RLIMIT_NOFILE, &saved), 0);
+    ck_assert_msg(cerr == 0 && serr == 0, "client: %s, server: %s",
+                  hbone_conn_error_detail(p.client.conn), hbone_conn_error_detail(p.server.conn));
+    ck_assert_ptr_nonnull(hbone_conn_peer_id(p.server.conn));
+    pair_free(&p);
+    hbone_config_del(ccfg);
+    hbone_config_del(scfg);
+}
+END_TEST
+
 START_TEST(configured_settings_apply)
 {
     /* A 256 KiB stream window and at most 2 tunnels at a time on the server. */
@@ -1000,6 +1041,7 @@ int main(void)
     tcase_add_test(tc, drain_deadline_ends_what_is_left);
     tcase_add_test(tc, a_request_held_back_at_goaway_is_refused);
     tcase_add_test(tc, configured_settings_apply);
+    tcase_add_test(tc, a_session_needs_no_descriptor);
     tcase_add_loop_test(tc, stalled_tunnel_is_reset, 0, 2);
     tcase_add_test(tc, a_slow_peer_is_not_stalled);
     tcase_add_test(tc, stall_timeout_can_be_turned_off);
