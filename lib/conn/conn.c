@@ -38,6 +38,11 @@
 /* Below this much room, a DATA frame starts a new record rather than
  * filling the end of the current one. */
 #define MIN_DATA_IN_PARTIAL_RECORD 1024
+/* Input waits while nghttp2 holds this many frames to send (RST_STREAM,
+ * WINDOW_UPDATE, responses: DATA is not counted): a peer that makes us
+ * answer and does not read is held back by TCP, as with ciphertext below.
+ * A connection has at most a few per stream in ordinary traffic. */
+#define MAX_QUEUED_FRAMES 1000
 /* HPACK counts each header field as its length plus 32 (RFC 9113 6.5.2). */
 #define HEADER_FIELD_OVERHEAD 32
 
@@ -903,7 +908,8 @@ static int input(hbone_conn *c, const uint8_t *data, size_t len, size_t *consume
     }
     uint8_t plain[RECORD_PLAINTEXT];
     for (;;) {
-        if (output_waiting(c) >= 2 * (size_t)c->cfg->connection_buffer)
+        if (output_waiting(c) >= 2 * (size_t)c->cfg->connection_buffer ||
+            hb_h2_queued_frames(c->h2) >= MAX_QUEUED_FRAMES)
             return 0; /* the rest waits until the peer has read */
         size_t took = 0, nread = 0;
         int r = hb_tls_read(c->tls, data + used, len - used, &took, plain, sizeof(plain), &nread);

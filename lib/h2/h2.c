@@ -541,6 +541,11 @@ int hb_h2_goaway(hb_h2 *h2)
     return r == 0 ? 0 : submit_error(r);
 }
 
+size_t hb_h2_queued_frames(hb_h2 *h2)
+{
+    return nghttp2_session_get_outbound_queue_size(h2->session);
+}
+
 int hb_h2_request_allowed(hb_h2 *h2)
 {
     return nghttp2_session_check_request_allowed(h2->session);

@@ -135,6 +135,8 @@ int hb_h2_shutdown_notice(hb_h2 *h2);
 /* GOAWAY(NO_ERROR) with the last stream we processed: no new streams, the
  * open ones may finish. */
 int hb_h2_goaway(hb_h2 *h2);
+/* Frames nghttp2 has queued to send, DATA not included. */
+size_t hb_h2_queued_frames(hb_h2 *h2);
 /* Client: whether another request may start: not once a GOAWAY was sent
  * or received, nor once the stream ids are used up (2^31 - 1 is the last:
  * RFC 9113 section 5.1.1). */

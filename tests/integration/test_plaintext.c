@@ -268,6 +268,88 @@ START_TEST(a_request_held_back_when_the_session_ends_is_refused)
 }
 END_TEST
 
+/* A HEADERS frame for stream @p id: a CONNECT the server must reset (an
+ * uppercase header name), HPACK literals without indexing. Returns its
+ * length. */
+static size_t bad_connect(uint8_t *out, int32_t id)
+{
+    static const uint8_t block[] = {0x02, 7,   'C', 'O', 'N', 'N', 'E', 'C', 'T', /* :method */
+                                    0x01, 13,  '1', '0', '.', '0', '.', '0', '.',
+                                    '7',  ':', '8', '0', '8', '0',                 /* :authority */
+                                    0x00, 5,   'X', '-', 'B', 'a', 'd', 1,   '1'}; /* uppercase */
+    uint8_t head[9] = {0,
+                       0,
+                       sizeof(block),
+                       0x1,
+                       0x4,
+                       (uint8_t)(id >> 24),
+                       (uint8_t)(id >> 16),
+                       (uint8_t)(id >> 8),
+                       (uint8_t)id};
+    memcpy(out, head, 9);
+    memcpy(out + 9, block, sizeof(block));
+    return 9 + sizeof(block);
+}
+
+/* A peer that makes the server reset stream after stream and never reads
+ * the resets: input stops once 1000 frames wait to be sent, so memory stays
+ * bounded however long the peer goes on, and resumes once it reads. The
+ * flood budget is lifted so that only this bound is at work. */
+START_TEST(unread_resets_hold_input_back)
+{
+    enum { REQUESTS = 20000 };
+    tl_counting counts;
+    hbone_mem *mem = tl_counting_mem(&counts, -1);
+    hbone_config *cfg;
+    ck_assert_int_eq(hbone_config_new(&cfg, mem), 0);
+    ck_assert_int_eq(hbone_config_set_flood_limit(cfg, 1000000, 1000000), 0);
+    hbone_callbacks *cbs;
+    ck_assert_int_eq(hbone_callbacks_new(&cbs), 0);
+    hbone_callbacks_set_tunnel_request(cbs, on_request);
+    struct side server = {0};
+    ck_assert_int_eq(hb_conn_new_plaintext(&server.conn, cfg, cbs, &server, 1, 1), 0);
+    hbone_callbacks_del(cbs);
+    hbone_config_del(cfg);
+    static const uint8_t preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+    static const uint8_t settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+    size_t consumed, len;
+    ck_assert_int_eq(hbone_conn_input(server.conn, preface, 24, &consumed, 1), 0);
+    ck_assert_int_eq(hbone_conn_input(server.conn, settings, 9, &consumed, 1), 0);
+    /* Stream after stream, until the server takes no more. */
+    uint8_t frame[64];
+    size_t n = 0;
+    int held_at = -1;
+    for (int i = 0; i < REQUESTS && held_at < 0; i++) {
+        n = bad_connect(frame, 1 + 2 * i);
+        ck_assert_int_eq(hbone_conn_input(server.conn, frame, n, &consumed, 1), 0);
+        if (consumed < n) {
+            ck_assert_uint_eq(consumed, 0); /* it stops between frames */
+            held_at = i;
+        }
+    }
+    ck_assert_int_gt(held_at, 900);
+    ck_assert_int_lt(held_at, 1100);
+    size_t live = counts.live_bytes;
+    ck_assert_uint_lt(live, 1024 * 1024);
+    /* However long the peer goes on, nothing more is taken or kept. */
+    for (int i = 0; i < REQUESTS; i++) {
+        ck_assert_int_eq(hbone_conn_input(server.conn, frame, n, &consumed, 1), 0);
+        TL_REQUIRE(consumed == 0 && counts.live_bytes == live, "took %zu, %zu bytes live", consumed,
+                   counts.live_bytes);
+    }
+    /* The peer reads: the resets go out and input resumes. */
+    (void)hbone_conn_output(server.conn, &len, 1);
+    ck_assert_uint_gt(len, 0);
+    hbone_conn_output_consume(server.conn, len);
+    ck_assert_int_eq(hbone_conn_input(server.conn, frame, n, &consumed, 1), 0);
+    ck_assert_uint_eq(consumed, n);
+    ck_assert_int_eq(server.requests, 0);
+    hbone_conn_del(server.conn);
+    ck_assert_int_eq(counts.allocs, counts.frees);
+    hbone_mem_del(mem);
+}
+END_TEST
+
 int main(void)
 {
     Suite *s = suite_create("plaintext");
@@ -275,6 +357,7 @@ int main(void)
     tcase_add_test(tc, plaintext_pair_carries_a_tunnel_both_ways);
     tcase_add_test(tc, plaintext_conn_survives_each_allocation_failure);
     tcase_add_test(tc, a_request_held_back_when_the_session_ends_is_refused);
+    tcase_add_test(tc, unread_resets_hold_input_back);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }
