@@ -526,6 +526,36 @@ START_TEST(handshake_times_out)
 }
 END_TEST
 
+/* Slowloris: a client that trickles its ClientHello, a byte every 3 s, gains
+ * nothing by it: the handshake deadline runs from the connection's start,
+ * not from the last byte. */
+START_TEST(a_trickled_handshake_times_out_all_the_same)
+{
+    struct pair p;
+    pair_init(&p, SERVER_ID, 18);
+    uint64_t start = p.now;
+    size_t len;
+    const uint8_t *hello = hbone_conn_output(p.client.conn, &len, p.now);
+    ck_assert_uint_gt(len, 10);
+    int r = 0;
+    size_t fed = 0;
+    while (r == 0 && fed < len) {
+        size_t consumed;
+        ck_assert_int_eq(hbone_conn_input(p.server.conn, hello + fed, 1, &consumed, p.now), 0);
+        fed += consumed;
+        p.now += 3000;
+        if (hbone_conn_get_expiry(p.server.conn) <= p.now)
+            r = hbone_conn_handle_expiry(p.server.conn, p.now);
+    }
+    ck_assert_int_eq(r, HBONE_ERR_TIMEOUT);
+    ck_assert_uint_eq(p.now, start + 12000); /* the first check after 10 s */
+    ck_assert_uint_eq(fed, 4);
+    ck_assert_str_eq(hbone_conn_error_detail(p.server.conn),
+                     "TLS handshake not complete after 10000 ms");
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(timers_follow_the_config)
 {
     /* Keepalive and handshake timeout off: no timer runs at all. */
@@ -1035,6 +1065,7 @@ int main(void)
     tcase_add_test(tc, closed_tunnels_return_their_window);
     tcase_add_test(tc, handshake_times_out);
     tcase_add_test(tc, timers_follow_the_config);
+    tcase_add_test(tc, a_trickled_handshake_times_out_all_the_same);
     tcase_add_test(tc, keepalive_pings_keep_a_quiet_connection);
     tcase_add_test(tc, unanswered_ping_ends_the_connection);
     tcase_add_test(tc, drain_lets_open_tunnels_finish);
