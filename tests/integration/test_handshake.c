@@ -30,10 +30,10 @@ static const int chunkings[] = {TL_CHUNK_WHOLE, TL_CHUNK_ONE_BYTE, TL_CHUNK_RAND
  * play a peer with a certificate libhbone would refuse to present). */
 static hbone_config *peer_config(const char *leaf, const char *key_suffix, int check_svid,
                                  int lenient, const char *const *extra_bundles,
-                                 const char *accept_td)
+                                 const char *accept_td, const hbone_mem *mem)
 {
     hbone_config *cfg = NULL;
-    ck_assert_int_eq(hbone_config_new(&cfg, NULL), 0);
+    ck_assert_int_eq(hbone_config_new(&cfg, mem), 0);
     if (lenient)
         ck_assert_int_eq(hbone_config_set_svid_mode(cfg, HBONE_SVID_LENIENT), 0);
     char name[256];
@@ -170,17 +170,44 @@ static const struct handshake_case cases[] = {
 /* clang-format on */
 #define N_CASES (sizeof(cases) / sizeof(cases[0]))
 
+/* The canary after a case: a well-behaved client completes a handshake
+ * with @p server_cfg and moves bytes both ways. */
+static void canary(hbone_config *server_cfg, unsigned seed)
+{
+    hbone_config *ccfg = tl_config("client", NULL);
+    static const char *const expected[] = {ID("server"), NULL};
+    tl_pair p;
+    tl_pair_init(&p, ccfg, server_cfg, expected, TL_CHUNK_RANDOM, seed);
+    hbone_config_del(ccfg);
+    tl_pair_pump(&p);
+    ck_assert_msg(p.client.state == 1 && p.server.state == 1, "canary: client %d, server %d",
+                  p.client.state, p.server.state);
+    uint8_t up[3000], down[3000];
+    for (size_t i = 0; i < sizeof(up); i++) {
+        up[i] = (uint8_t)(i * 13 + seed);
+        down[i] = (uint8_t)(i * 29 + seed);
+    }
+    tl_pair_write(&p.client, up, sizeof(up));
+    tl_pair_write(&p.server, down, sizeof(down));
+    tl_pair_pump(&p);
+    ck_assert(p.server.plain.len == sizeof(up) && memcmp(p.server.plain.buf, up, sizeof(up)) == 0);
+    ck_assert(p.client.plain.len == sizeof(down) &&
+              memcmp(p.client.plain.buf, down, sizeof(down)) == 0);
+    tl_pair_free(&p);
+}
+
 static void run_case(const struct handshake_case *c, int chunking, unsigned seed)
 {
     const char *const *extra = c->with_td_b ? td_b_bundle : NULL;
+    tl_counting counts;
+    hbone_mem *mem = tl_counting_mem(&counts, -1);
     hbone_config *ccfg =
-        peer_config(c->client_leaf, NULL, c->client_checked, c->lenient, extra, NULL);
+        peer_config(c->client_leaf, NULL, c->client_checked, c->lenient, extra, NULL, mem);
     hbone_config *scfg = peer_config(c->server_leaf, c->server_key, c->server_checked, c->lenient,
-                                     extra, c->server_accepts);
+                                     extra, c->server_accepts, mem);
     tl_pair p;
     tl_pair_init(&p, ccfg, scfg, c->expected, chunking, seed);
     hbone_config_del(ccfg); /* the sessions hold their own references */
-    hbone_config_del(scfg);
     tl_pair_pump(&p);
     int client_ok = p.client.state == 1, server_ok = p.server.state == 1;
     if (!c->client_error && !c->server_error) {
@@ -219,6 +246,22 @@ static void run_case(const struct handshake_case *c, int chunking, unsigned seed
                          failing == p.server.tls ? c->server_error : c->client_error);
     }
     tl_pair_free(&p);
+    /* Other connections carry on: on the case's own server config when it
+     * is the standard server (it refused a bad client and serves good ones),
+     * else on a fresh one. */
+    int standard_server = strcmp(c->server_leaf, "server") == 0 && !c->server_key && !c->lenient &&
+                          !c->server_accepts;
+    if (standard_server) {
+        canary(scfg, seed);
+    } else {
+        hbone_config *fresh = tl_config("server", NULL);
+        canary(fresh, seed);
+        hbone_config_del(fresh);
+    }
+    hbone_config_del(scfg);
+    /* Every allocation of the case, failed or not, was given back. */
+    ck_assert_int_eq(counts.allocs, counts.frees);
+    hbone_mem_del(mem);
 }
 
 START_TEST(handshake_case)
@@ -348,16 +391,23 @@ static const uint8_t tls12_client_hello[] = {
     0x00, 0x00,                                                 /* no extensions */
 };
 
+/* The server's verdict on @p bytes from a client; then the canary on the
+ * same server config, and every allocation given back. */
 static int server_verdict_on(const uint8_t *bytes, size_t len)
 {
-    hbone_config *scfg = tl_config("server", NULL);
+    tl_counting counts;
+    hbone_mem *mem = tl_counting_mem(&counts, -1);
+    hbone_config *scfg = tl_config_mem("server", NULL, mem);
     hb_tls *server = NULL;
     ck_assert_int_eq(hb_tls_new(&server, scfg, HB_TLS_SERVER), 0);
-    hbone_config_del(scfg);
     size_t consumed;
     int r = hb_tls_handshake(server, bytes, len, &consumed);
     ck_assert_ptr_null(hb_tls_peer_id(server));
     hb_tls_del(server);
+    canary(scfg, 5);
+    hbone_config_del(scfg);
+    ck_assert_int_eq(counts.allocs, counts.frees);
+    hbone_mem_del(mem);
     return r;
 }
 
@@ -415,10 +465,11 @@ END_TEST
 /* Run the raw client against a libhbone server; return the server's verdict. */
 static int raw_client_vs_server(int with_cert, const char *alpn, char *detail, size_t detail_len)
 {
-    hbone_config *scfg = tl_config("server", NULL);
+    tl_counting counts;
+    hbone_mem *mem = tl_counting_mem(&counts, -1);
+    hbone_config *scfg = tl_config_mem("server", NULL, mem);
     hb_tls *server;
     ck_assert_int_eq(hb_tls_new(&server, scfg, HB_TLS_SERVER), 0);
-    hbone_config_del(scfg);
     struct raw_client rc;
     raw_client_init(&rc, with_cert, alpn);
     int verdict = HBONE_ERR_AGAIN;
@@ -443,6 +494,11 @@ static int raw_client_vs_server(int with_cert, const char *alpn, char *detail, s
     ck_assert_ptr_null(hb_tls_peer_id(server));
     hb_tls_del(server);
     raw_client_free(&rc);
+    /* The server goes on serving good clients, and gave back all it took. */
+    canary(scfg, 6);
+    hbone_config_del(scfg);
+    ck_assert_int_eq(counts.allocs, counts.frees);
+    hbone_mem_del(mem);
     return verdict;
 }
 
