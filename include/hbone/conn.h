@@ -86,7 +86,9 @@ typedef void (*hbone_tunnel_writable_cb)(hbone_conn *conn, int32_t tunnel, void 
  * for a clean end: both sides ended, a refusal was answered, or the peer
  * ended its side and then reset with NO_ERROR ("stop sending", RFC 9113
  * section 8.1). Otherwise it is an HTTP/2 error code when the tunnel was
- * reset (0xa CONNECT_ERROR: a TCP error on the far side),
+ * reset (0xa CONNECT_ERROR: a TCP error on the far side; 0x7
+ * REFUSED_STREAM only for a tunnel the peer never answered, so it may be
+ * retried elsewhere, for instance one above a GOAWAY's last stream),
  * HBONE_CLOSE_RESET_BEFORE_END, HBONE_CLOSE_STALLED or
  * HBONE_CLOSE_CONNECTION_LOST.
  */
@@ -210,8 +212,9 @@ HBONE_API const char *hbone_conn_error_detail(const hbone_conn *conn);
  * Client: open a tunnel to @p authority ("ip:port", "[ipv6]:port" or
  * "host:port") with @p n extra headers (lowercase names). The CONNECT goes
  * out with the next hbone_conn_output(), after the handshake if needed; the
- * response arrives as a tunnel_response event. Data written before a 200 is
- * held until then. Returns 0 with *@p tunnel_out, HBONE_ERR_AUTHORITY,
+ * response arrives as a tunnel_response event. Data written before the
+ * answer, and a shutdown, are held until then: a refused tunnel sends none
+ * of it. Returns 0 with *@p tunnel_out, HBONE_ERR_AUTHORITY,
  * HBONE_ERR_INVALID_STATE (a server, or the connection takes no new
  * tunnels: it is closing or draining, the peer sent GOAWAY, the server's
  * certificate has expired, or the connection has used its last stream id;

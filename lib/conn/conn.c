@@ -429,6 +429,12 @@ static void on_close(void *ctx, int32_t stream, uint32_t error_code)
      * is complete as it stands. */
     if (error_code == HB_H2_NO_ERROR && !t->peer_ended && !refused(t))
         error_code = HBONE_CLOSE_RESET_BEFORE_END;
+    /* REFUSED_STREAM tells the application the peer never processed the
+     * tunnel, so it may retry it elsewhere. A tunnel the peer has answered
+     * was processed, whatever a later GOAWAY or reset claims: replaying it
+     * could repeat what it carried. */
+    if (error_code == HB_H2_REFUSED_STREAM && t->answered && !refused(t))
+        error_code = HBONE_CLOSE_CONNECTION_LOST;
     if (t->stalled)
         error_code = HBONE_CLOSE_STALLED;
     close_tunnel(c, t, error_code);
@@ -440,8 +446,10 @@ static ssize_t read_data(void *ctx, int32_t stream, size_t len, int *eof)
     hb_tunnel *t = find_tunnel(c, stream);
     if (!t)
         return -1;
-    /* A client sends nothing before the 200 (ztunnel waits the same way). */
-    if (!t->established && !t->local_shut) {
+    /* A client sends nothing before the answer, its FIN included (ztunnel
+     * waits the same way): a refusal must not find the data delivered. A
+     * refused tunnel then ends its side with an empty END_STREAM. */
+    if (!t->answered) {
         t->deferred = 1;
         return HB_H2_DEFERRED;
     }

@@ -42,10 +42,6 @@
 #define SETTINGS_ENABLE_PUSH 0x2
 #define SETTINGS_INITIAL_WINDOW_SIZE 0x4
 
-/* Tests of library bugs not yet fixed, kept out of the suite so that it
- * stays green: set to 1 to run them (each says what fails and why). */
-#define KNOWN_LIBRARY_BUGS 0
-
 #define PREFACE "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
 #define PREFACE_LEN 24
 #define AUTHORITY "10.0.0.7:8080"
@@ -756,18 +752,11 @@ START_TEST(data_held_then_shut_before_a_refusal_never_leaves)
 }
 END_TEST
 
-#if KNOWN_LIBRARY_BUGS
-/*
- * LIBRARY BUG, left out of the suite until lib/conn/conn.c is fixed: the
- * same, but the application writes and ends its side before its CONNECT
- * has left (open, write, shutdown, then the first hbone_conn_output()).
- * read_data() defers only "!t->established && !t->local_shut", so when
- * nghttp2 first asks for the body, local_shut already set lets the held
- * bytes and END_STREAM go out right behind the HEADERS, before any
- * response: a server that then refuses (401 here) has received them.
- * conn.h promises "Data written before a 200 is held until then". Fails
- * with: Assertion 'sink_of(p, id)->data.len == 0' failed: 1000 == 0.
- */
+/* The same, but the application writes and ends its side before its
+ * CONNECT has left (open, write, shutdown, then the first
+ * hbone_conn_output()): the bytes and the FIN are still held until the
+ * answer, so the refusal finds nothing delivered. This used to fail: the
+ * FIN released the held bytes right behind the HEADERS. */
 START_TEST(data_written_and_shut_before_the_connect_left_is_held)
 {
     struct peer *p = calloc(1, sizeof(*p));
@@ -793,7 +782,6 @@ START_TEST(data_written_and_shut_before_the_connect_left_is_held)
     free(p);
 }
 END_TEST
-#endif
 
 /* --- 2. informational responses -------------------------------------------- */
 
@@ -1141,18 +1129,11 @@ START_TEST(a_goaway_raising_its_last_stream_id_fails_the_connection)
 }
 END_TEST
 
-#if KNOWN_LIBRARY_BUGS
-/*
- * LIBRARY WEAKNESS (a design call; the expectation below is a proposal),
- * left out of the suite: a server answers 200, takes bytes on the tunnel,
- * then sends GOAWAY with last-stream-id 0, disowning it. nghttp2 closes
- * the stream with REFUSED_STREAM and the library passes 0x7 on, which
- * conn.h documents as "retry elsewhere": an application that does so
- * replays bytes the server already received. A tunnel that was answered
- * has been processed (RFC 9113 section 8.7), whatever the GOAWAY says; it
- * should close as lost. Fails with: "close 1 0x7" where "close 1 0x100"
- * was expected.
- */
+/* A server answers 200, takes bytes on the tunnel, then sends GOAWAY with
+ * last-stream-id 0, disowning it. nghttp2 closes the stream with
+ * REFUSED_STREAM, which means "retry elsewhere": replaying it would repeat
+ * bytes the server already has. A tunnel that was answered has been
+ * processed (RFC 9113 section 8.7), so it closes as lost. */
 START_TEST(a_goaway_that_disowns_an_answered_tunnel_does_not_make_it_retryable)
 {
     struct peer *p = calloc(1, sizeof(*p));
@@ -1174,7 +1155,6 @@ START_TEST(a_goaway_that_disowns_an_answered_tunnel_does_not_make_it_retryable)
     free(p);
 }
 END_TEST
-#endif
 
 /* --- 7. statuses that are not statuses ------------------------------------- */
 
@@ -1312,10 +1292,8 @@ int main(void)
     tcase_add_test(tc, a_bad_status_resets_the_tunnel_unsurfaced);
     tcase_add_test(tc, headers_on_a_stream_never_opened_fail_the_connection);
     tcase_add_test(tc, headers_on_a_closed_stream_are_ignored);
-#if KNOWN_LIBRARY_BUGS
     tcase_add_test(tc, data_written_and_shut_before_the_connect_left_is_held);
     tcase_add_test(tc, a_goaway_that_disowns_an_answered_tunnel_does_not_make_it_retryable);
-#endif
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }
