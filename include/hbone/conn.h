@@ -202,8 +202,9 @@ HBONE_API const hbone_spiffe_id *hbone_conn_peer_id(const hbone_conn *conn);
  * before the handshake completed. */
 HBONE_API const char *hbone_conn_cipher(const hbone_conn *conn);
 
-/** What made the connection fail ("" if nothing). Valid until the next
- * call on @p conn. */
+/** What made the connection fail, or the error a peer's GOAWAY carried
+ * ("the peer sent GOAWAY(ENHANCE_YOUR_CALM): ..."; back off before
+ * reconnecting); "" if nothing. Valid until the next call on @p conn. */
 HBONE_API const char *hbone_conn_error_detail(const hbone_conn *conn);
 
 /* --- tunnels --------------------------------------------------------------- */

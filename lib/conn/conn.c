@@ -529,6 +529,24 @@ static void on_goaway_sent(void *ctx, uint32_t error_code, const char *why, size
     c->peer_broke_http2 = 1;
 }
 
+/* The peer's GOAWAY with an error: the connection ends without failing on
+ * our side, but the application should learn why, to back off from a peer
+ * that said ENHANCE_YOUR_CALM rather than retry at once. Debug data is the
+ * peer's text: only printable ASCII of it is kept. */
+static void on_goaway_received(void *ctx, uint32_t error_code, const char *why, size_t why_len)
+{
+    hbone_conn *c = ctx;
+    if (c->error || c->detail.text[0])
+        return;
+    char text[128];
+    size_t n = 0;
+    for (size_t i = 0; i < why_len && n + 1 < sizeof(text); i++)
+        text[n++] = why[i] >= 0x20 && why[i] < 0x7f ? why[i] : '?';
+    text[n] = '\0';
+    hb_detail_set(&c->detail, HBONE_ERR_CLOSED, "the peer sent GOAWAY(%s)%s%s",
+                  hb_h2_error_name(error_code), n ? ": " : "", text);
+}
+
 static const uint8_t keepalive_opaque[8] = {'h', 'b', 'o', 'n', 'e', 'k', 'p', 'a'};
 static const uint8_t drain_opaque[8] = {'h', 'b', 'o', 'n', 'e', 'd', 'r', 'n'};
 
@@ -663,6 +681,7 @@ static const hb_h2_events h2_events = {
     .on_glitch = on_glitch,
     .on_peer_reset = on_peer_reset,
     .on_goaway_sent = on_goaway_sent,
+    .on_goaway_received = on_goaway_received,
     .on_ping_ack = on_ping_ack,
     .on_send = on_send,
 };

@@ -104,14 +104,20 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame, const
                      size_t name_len, const uint8_t *value, size_t value_len, uint8_t flags,
                      void *user)
 {
-    (void)session;
     (void)flags;
     hb_h2 *h2 = user;
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
-    if (h2->events->on_header(h2->ctx, frame->hd.stream_id, name, name_len, value, value_len) < 0)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    return 0;
+    int r = h2->events->on_header(h2->ctx, frame->hd.stream_id, name, name_len, value, value_len);
+    /* A field that makes the message malformed (RFC 9113 section 8.1.1) is
+     * the peer's error: PROTOCOL_ERROR, where nghttp2 would answer a failed
+     * callback with INTERNAL_ERROR. The stream is then closing, so nghttp2
+     * sends no second RST_STREAM of its own. */
+    if (r == HBONE_ERR_PROTOCOL &&
+        nghttp2_submit_rst_stream(session, NGHTTP2_FLAG_NONE, frame->hd.stream_id,
+                                  NGHTTP2_PROTOCOL_ERROR) != 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return r < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
 }
 
 /* nghttp2 would silently drop such a field; RFC 9113 section 8.2.1 calls the
@@ -159,6 +165,12 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     case NGHTTP2_PING:
         if (frame->hd.flags & NGHTTP2_FLAG_ACK)
             h2->events->on_ping_ack(h2->ctx, frame->ping.opaque_data);
+        break;
+    case NGHTTP2_GOAWAY:
+        if (frame->goaway.error_code != NGHTTP2_NO_ERROR)
+            h2->events->on_goaway_received(h2->ctx, frame->goaway.error_code,
+                                           (const char *)frame->goaway.opaque_data,
+                                           frame->goaway.opaque_data_len);
         break;
     default:
         break;

@@ -77,6 +77,9 @@ typedef struct hb_h2_events {
      * because of the peer, or we asked it to. @p why is nghttp2's reason
      * (the GOAWAY's debug data), not terminated. */
     void (*on_goaway_sent)(void *ctx, uint32_t error_code, const char *why, size_t why_len);
+    /* The peer ended the connection with an error (its GOAWAY's code and
+     * debug data, not terminated). */
+    void (*on_goaway_received)(void *ctx, uint32_t error_code, const char *why, size_t why_len);
     /* The peer acknowledged our PING with this opaque payload. */
     void (*on_ping_ack)(void *ctx, const uint8_t opaque[8]);
     /* Serialized frames for the peer. Return 0 for more, 1 to pause until
