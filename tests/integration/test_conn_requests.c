@@ -18,6 +18,12 @@
 struct server_log {
     int requests;
     char last_host[64];
+    /* Of the last request: who the connection says sent it, and its
+     * headers as the application reads them. */
+    char peer[128];
+    char header_names[8][32];
+    char header_values[8][128];
+    size_t n_headers;
 };
 
 static void on_request(hbone_conn *conn, int32_t tunnel, const char *host, size_t host_len,
@@ -28,6 +34,19 @@ static void on_request(hbone_conn *conn, int32_t tunnel, const char *host, size_
     struct server_log *log = user;
     log->requests++;
     snprintf(log->last_host, sizeof(log->last_host), "%.*s", (int)host_len, host);
+    snprintf(log->peer, sizeof(log->peer), "%s",
+             hbone_spiffe_id_str(hbone_conn_peer_id(conn), NULL));
+    const char *name, *value;
+    size_t name_len, value_len;
+    for (log->n_headers = 0; hbone_conn_tunnel_header(conn, tunnel, log->n_headers, &name,
+                                                      &name_len, &value, &value_len) == 0;
+         log->n_headers++) {
+        ck_assert_uint_lt(log->n_headers, 8);
+        snprintf(log->header_names[log->n_headers], sizeof(log->header_names[0]), "%.*s",
+                 (int)name_len, name);
+        snprintf(log->header_values[log->n_headers], sizeof(log->header_values[0]), "%.*s",
+                 (int)value_len, value);
+    }
     ck_assert_int_eq(hbone_conn_tunnel_accept(conn, tunnel, NULL, NULL, NULL, NULL, 0), 0);
 }
 
@@ -324,6 +343,43 @@ START_TEST(streams_reset_for_the_peer_count_too)
 }
 END_TEST
 
+START_TEST(identity_comes_from_the_certificate_never_from_headers)
+{
+    /* Headers that claim another identity, the way proxies pass one on
+     * (Envoy's XFCC, baggage, Forwarded), change nothing: the peer is who
+     * its certificate says, and the headers are opaque values the
+     * application may read, in order, byte for byte. */
+    static const char *const claims[] = {
+        "x-forwarded-client-cert",
+        "By=spiffe://evil/ns/x/sa/y;URI=spiffe://cluster.local/ns/default/sa/admin",
+        "baggage",
+        "k8s.identity=admin,spiffe.id=spiffe://cluster.local/ns/default/sa/admin",
+        "forwarded",
+        "for=\"spiffe://cluster.local/ns/default/sa/admin\";by=10.0.0.1",
+        "x-spiffe-id",
+        "spiffe://cluster.local/ns/default/sa/admin"};
+    enum { N_CLAIMS = sizeof(claims) / sizeof(claims[0]) / 2 };
+    const char *fields[2 * (2 + N_CLAIMS)] = {":method", "CONNECT", ":authority", "10.0.0.4:80"};
+    memcpy(fields + 4, claims, sizeof(claims));
+    struct fixture f;
+    setup(&f);
+    int32_t id = raw_h2_request(f.client, fields, 2 + N_CLAIMS, 0);
+    raw_h2_pump(f.client, f.server);
+    ck_assert_int_eq(raw_h2_stream_of(f.client, id)->status, 200);
+    ck_assert_int_eq(f.log.requests, 1);
+    ck_assert_str_eq(f.log.peer, "spiffe://cluster.local/ns/default/sa/client");
+    ck_assert_uint_eq(f.log.n_headers, N_CLAIMS);
+    for (size_t i = 0; i < N_CLAIMS; i++) {
+        ck_assert_str_eq(f.log.header_names[i], claims[2 * i]);
+        ck_assert_str_eq(f.log.header_values[i], claims[2 * i + 1]);
+    }
+    /* Nor afterwards, once the request is answered. */
+    ck_assert_str_eq(hbone_spiffe_id_str(hbone_conn_peer_id(f.server), NULL),
+                     "spiffe://cluster.local/ns/default/sa/client");
+    teardown(&f);
+}
+END_TEST
+
 START_TEST(hostnames_when_the_application_enables_them)
 {
     struct fixture f;
@@ -377,6 +433,7 @@ int main(void)
     tcase_add_loop_test(tc, a_few_such_frames_are_tolerated, 0, 2);
     tcase_add_loop_test(tc, the_flood_budget_is_configurable, 0, 2);
     tcase_add_test(tc, streams_reset_for_the_peer_count_too);
+    tcase_add_test(tc, identity_comes_from_the_certificate_never_from_headers);
     tcase_add_test(tc, hostnames_when_the_application_enables_them);
     tcase_add_loop_test(tc, ack_floods_from_a_peer_that_never_reads, 0, 2);
     suite_add_tcase(s, tc);

@@ -7,6 +7,9 @@
  * tunnel still moves checksummed data both ways: on the same connection when
  * the attack left it standing, else on a new connection from the same
  * config. Every case ends with all of the config's allocations freed.
+ * Floods also come from a peer that never reads what the server sends: then
+ * the memory the server holds, as the counting allocator sees it, has to
+ * stay under a bound, however long the flood.
  */
 #include <check.h>
 #include <stdio.h>
@@ -17,20 +20,26 @@
 
 #include "raw_h2.h"
 #include "testlib.h"
+#include "tls/tls.h"
 
 /* Frame types and error codes, as numbers on the wire. */
 #define DATA 0x0
 #define HEADERS 0x1
+#define PRIORITY 0x2
 #define RST_STREAM 0x3
 #define SETTINGS 0x4
 #define PUSH_PROMISE 0x5
+#define PING 0x6
 #define GOAWAY 0x7
 #define WINDOW_UPDATE 0x8
 #define CONTINUATION 0x9
 #define END_STREAM 0x1
 #define END_HEADERS 0x4
+#define ACK 0x1
 #define PROTOCOL_ERROR 0x1
+#define INTERNAL_ERROR 0x2
 #define FLOW_CONTROL_ERROR 0x3
+#define STREAM_CLOSED 0x5
 #define FRAME_SIZE_ERROR 0x6
 #define COMPRESSION_ERROR 0x9
 #define ENHANCE_YOUR_CALM 0xb
@@ -39,12 +48,13 @@ struct tunnel_rec {
     int32_t id;
     uint64_t received;
     uint32_t checksum;
-    int closed;
+    int closed, ended;
+    uint32_t reason;
 };
 
 struct app {
     struct tunnel_rec t[4096];
-    size_t n, requests, closes;
+    size_t n, requests, closes, ends;
     int no_consume; /* leave received bytes unconsumed: the window stays shut */
 };
 
@@ -55,6 +65,7 @@ struct fixture {
     raw_h2 *client;
     hbone_conn *server;
     struct app app;
+    size_t peak; /* the most live_bytes seen by watch() */
 };
 
 static struct tunnel_rec *rec_of(struct app *a, int32_t id)
@@ -93,29 +104,47 @@ static void on_data(hbone_conn *conn, int32_t tunnel, const uint8_t *data, size_
         ck_assert_int_eq(hbone_conn_tunnel_consume(conn, tunnel, len), 0);
 }
 
+static void on_end(hbone_conn *conn, int32_t tunnel, void *user)
+{
+    (void)conn;
+    struct app *a = user;
+    struct tunnel_rec *r = rec_of(a, tunnel);
+    ck_assert_int_eq(r->ended, 0); /* exactly once */
+    r->ended = 1;
+    a->ends++;
+}
+
 static void on_close(hbone_conn *conn, int32_t tunnel, uint32_t reason, void *user)
 {
     (void)conn;
-    (void)reason;
     struct app *a = user;
     struct tunnel_rec *r = rec_of(a, tunnel);
     ck_assert_int_eq(r->closed, 0); /* exactly once */
     r->closed = 1;
+    r->reason = reason;
     a->closes++;
 }
 
-/* A server connection and a raw client (@p raw: one that sends only what
- * the test writes), past the TLS handshake and, unless raw, SETTINGS. */
-static void connect_with(struct fixture *f, int raw)
+/* A server connection from the fixture's config, its application
+ * recording into f->app. */
+static void server_new(struct fixture *f)
 {
     memset(&f->app, 0, sizeof(f->app));
     hbone_callbacks *cbs;
     ck_assert_int_eq(hbone_callbacks_new(&cbs), 0);
     hbone_callbacks_set_tunnel_request(cbs, on_request);
     hbone_callbacks_set_tunnel_data(cbs, on_data);
+    hbone_callbacks_set_tunnel_end(cbs, on_end);
     hbone_callbacks_set_tunnel_close(cbs, on_close);
     ck_assert_int_eq(hbone_conn_server_new(&f->server, f->cfg, cbs, &f->app, 0), 0);
     hbone_callbacks_del(cbs);
+}
+
+/* A server connection and a raw client (@p raw: one that sends only what
+ * the test writes), past the TLS handshake and, unless raw, SETTINGS. */
+static void connect_with(struct fixture *f, int raw)
+{
+    server_new(f);
     f->client = raw ? raw_h2_new_raw() : raw_h2_new();
     raw_h2_pump(f->client, f->server);
 }
@@ -127,18 +156,44 @@ static void connect_pair(struct fixture *f)
 
 static void disconnect(struct fixture *f)
 {
-    raw_h2_del(f->client);
+    if (f->client)
+        raw_h2_del(f->client);
     hbone_conn_del(f->server);
     f->client = NULL;
     f->server = NULL;
 }
 
-static void setup(struct fixture *f)
+/* @p flood_burst: the server's flood budget (hbone_config_set_flood_limit,
+ * refilled at 1 per second of a clock that stands still here), 0 for the
+ * default. */
+static void setup_with(struct fixture *f, uint32_t flood_burst)
 {
     memset(f, 0, sizeof(*f));
     f->mem = tl_counting_mem(&f->counts, -1);
     f->cfg = tl_config_mem("server", NULL, f->mem);
+    if (flood_burst)
+        ck_assert_int_eq(hbone_config_set_flood_limit(f->cfg, flood_burst, 1), 0);
     connect_pair(f);
+}
+
+static void setup(struct fixture *f)
+{
+    setup_with(f, 0);
+}
+
+/* Memory the server's connection holds (and the config's, constant): the
+ * counting allocator sees every allocation but wolfSSL's. */
+static void watch(struct fixture *f)
+{
+    if (f->counts.live_bytes > f->peak)
+        f->peak = f->counts.live_bytes;
+}
+
+/* Start watching from now: returns what is held now, the baseline. */
+static size_t watch_from(struct fixture *f)
+{
+    f->peak = f->counts.live_bytes;
+    return f->peak;
 }
 
 static void teardown(struct fixture *f)
@@ -517,22 +572,33 @@ END_TEST
 
 static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/* Raw mode: the client preface with 16 MiB windows, so that the server's
- * sending is never what a case measures, and the acknowledgement of the
- * server's SETTINGS (which arrived with the handshake): only then does its
- * 4 MiB stream window apply. */
+/* The client preface with 16 MiB windows, so that the server's sending is
+ * never what a case measures, and if @p ack the acknowledgement of the
+ * server's SETTINGS (which arrived with the handshake): only then do its
+ * 4 MiB stream window and its stream limit apply. Returns its length (at
+ * most 64). */
+static size_t preface_frames(uint8_t *out, int ack)
+{
+    size_t at = sizeof(preface) - 1;
+    memcpy(out, preface, at);
+    at += raw_h2_frame_header(out + at, 6, SETTINGS, 0, 0);
+    static const uint8_t initial_window[6] = {0x00, 0x04, 0x01, 0x00, 0x00, 0x00};
+    memcpy(out + at, initial_window, 6);
+    at += 6;
+    at += raw_h2_frame_header(out + at, 4, WINDOW_UPDATE, 0, 0);
+    static const uint8_t increment[4] = {0x00, 0xff, 0x00, 0x01}; /* 16 MiB - 65535 */
+    memcpy(out + at, increment, 4);
+    at += 4;
+    if (ack)
+        at += raw_h2_frame_header(out + at, 0, SETTINGS, ACK, 0);
+    return at;
+}
+
+/* Raw mode: the preface. */
 static void send_preface(struct fixture *f)
 {
-    uint8_t frames[9 + 6 + 13 + 9];
-    raw_h2_frame_header(frames, 6, SETTINGS, 0, 0);
-    static const uint8_t initial_window[6] = {0x00, 0x04, 0x01, 0x00, 0x00, 0x00};
-    memcpy(frames + 9, initial_window, 6);
-    raw_h2_frame_header(frames + 15, 4, WINDOW_UPDATE, 0, 0);
-    static const uint8_t increment[4] = {0x00, 0xff, 0x00, 0x01}; /* 16 MiB - 65535 */
-    memcpy(frames + 24, increment, 4);
-    raw_h2_frame_header(frames + 28, 0, SETTINGS, 0x1 /* ACK */, 0);
-    raw_h2_send_raw(f->client, (const uint8_t *)preface, sizeof(preface) - 1);
-    raw_h2_send_raw(f->client, frames, sizeof(frames));
+    uint8_t frames[64];
+    raw_h2_send_raw(f->client, frames, preface_frames(frames, 1));
     ck_assert_int_eq(raw_h2_pump_status(f->client, f->server), 0);
 }
 
@@ -689,6 +755,899 @@ START_TEST(one_byte_data_frames)
 }
 END_TEST
 
+/* --- a peer that never reads ---------------------------------------------- */
+
+struct bytes {
+    uint8_t *p;
+    size_t len, off, cap; /* bytes [off, len) are still to be taken */
+};
+
+static void bytes_push(struct bytes *b, const uint8_t *data, size_t n)
+{
+    if (n == 0)
+        return;
+    if (b->cap - b->len < n) {
+        b->cap = 2 * (b->len + n);
+        b->p = realloc(b->p, b->cap);
+        ck_assert_ptr_nonnull(b->p);
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+}
+
+/* What a mute client learnt of one stream once it read. */
+struct mute_stream {
+    int32_t id;
+    int status; /* 200 if the server accepted it */
+    int reset;
+    uint32_t code; /* RST_STREAM's */
+    uint64_t received;
+    uint32_t checksum;
+};
+
+/* A TLS client that writes frames and, after the handshake, takes none of
+ * the server's output until mute_read(): the server offers output after
+ * every read, as an event loop does, and the transport never takes it, as
+ * a socket whose peer stopped reading. */
+struct mute {
+    hb_tls *tls;
+    struct bytes out;   /* ciphertext for the server */
+    struct bytes in;    /* the server's ciphertext, decrypted by mute_read() */
+    struct bytes plain; /* the server's frames, not yet parsed */
+    struct mute_stream streams[128];
+    size_t n_streams;
+    int goaway;
+    uint32_t goaway_code;
+    size_t resets, acks; /* RST_STREAM frames; PING and SETTINGS ACKs */
+};
+
+static struct mute_stream *mute_stream(struct mute *m, int32_t id)
+{
+    for (size_t i = 0; i < m->n_streams; i++) {
+        if (m->streams[i].id == id)
+            return &m->streams[i];
+    }
+    ck_assert_uint_lt(m->n_streams, sizeof(m->streams) / sizeof(m->streams[0]));
+    struct mute_stream *s = &m->streams[m->n_streams++];
+    memset(s, 0, sizeof(*s));
+    s->id = id;
+    s->checksum = TL_CHECKSUM_INIT;
+    return s;
+}
+
+static void mute_take_tls_output(struct mute *m)
+{
+    size_t len;
+    const uint8_t *out = hb_tls_output(m->tls, &len);
+    bytes_push(&m->out, out, len);
+    hb_tls_output_consume(m->tls, len);
+}
+
+/* A new server connection and a mute client past the TLS handshake. */
+static void mute_connect(struct fixture *f, struct mute *m)
+{
+    memset(m, 0, sizeof(*m));
+    hbone_config *cfg = tl_config("client", NULL);
+    ck_assert_int_eq(hb_tls_new(&m->tls, cfg, HB_TLS_CLIENT), 0);
+    hbone_config_del(cfg);
+    hbone_spiffe_id *id = tl_id("spiffe://cluster.local/ns/default/sa/server");
+    ck_assert_int_eq(hb_tls_expect_peer(m->tls, id), 0);
+    hbone_spiffe_id_del(id);
+    server_new(f);
+    int done = 0;
+    for (int round = 0; round < 100 && !(done && hbone_conn_cipher(f->server)); round++) {
+        size_t used = 0, len;
+        if (!done) {
+            int r = hb_tls_handshake(m->tls, m->in.p + m->in.off, m->in.len - m->in.off, &used);
+            ck_assert_msg(r == 0 || r == HBONE_ERR_AGAIN, "%s", hb_tls_error_detail(m->tls));
+            m->in.off += used;
+            done = r == 0;
+        }
+        mute_take_tls_output(m);
+        ck_assert_int_eq(
+            hbone_conn_input(f->server, m->out.p + m->out.off, m->out.len - m->out.off, &used, 0),
+            0);
+        m->out.off += used;
+        const uint8_t *out = hbone_conn_output(f->server, &len, 0);
+        bytes_push(&m->in, out, len);
+        hbone_conn_output_consume(f->server, len);
+    }
+    ck_assert_msg(done && hbone_conn_cipher(f->server), "no handshake");
+}
+
+static void mute_free(struct mute *m)
+{
+    hb_tls_del(m->tls);
+    free(m->out.p);
+    free(m->in.p);
+    free(m->plain.p);
+}
+
+/* Queue frames for the server as one TLS record per 16 KiB. */
+static void mute_send(struct mute *m, const uint8_t *frames, size_t len)
+{
+    ck_assert_int_eq(hb_tls_write(m->tls, frames, len), 0);
+    mute_take_tls_output(m);
+}
+
+/* Let the server read what the client sent, @p records TLS records per read
+ * (0: all there is), offering its output after each read; none is taken.
+ * Returns the first error of its input, or 0 once it takes no more. */
+static int mute_deliver(struct fixture *f, struct mute *m, size_t records)
+{
+    for (;;) {
+        size_t avail = m->out.len - m->out.off, offer = records ? 0 : avail;
+        for (size_t i = 0; i < records && offer + 5 <= avail; i++) {
+            const uint8_t *h = m->out.p + m->out.off + offer;
+            offer += 5 + ((size_t)h[3] << 8 | h[4]);
+        }
+        if (offer == 0)
+            return 0;
+        size_t used = 0, len;
+        int r = hbone_conn_input(f->server, m->out.p + m->out.off, offer, &used, 0);
+        m->out.off += used;
+        watch(f);
+        (void)hbone_conn_output(f->server, &len, 0);
+        watch(f);
+        if (r < 0)
+            return r;
+        if (used == 0)
+            return 0; /* held back: the rest waits in the transport */
+    }
+}
+
+static uint32_t be32(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+static void mute_frame(struct mute *m, uint8_t type, uint8_t flags, int32_t id, const uint8_t *p,
+                       size_t len)
+{
+    if (type == GOAWAY && len >= 8) {
+        m->goaway = 1;
+        m->goaway_code = be32(p + 4);
+    } else if ((type == PING || type == SETTINGS) && (flags & ACK)) {
+        m->acks++;
+    } else if (type == RST_STREAM && len >= 4) {
+        m->resets++;
+    }
+    struct mute_stream *s = NULL;
+    for (size_t i = 0; i < m->n_streams && id; i++) {
+        if (m->streams[i].id == id)
+            s = &m->streams[i];
+    }
+    if (!s)
+        return;
+    if (type == RST_STREAM && len >= 4) {
+        s->reset = 1;
+        s->code = be32(p);
+    } else if (type == HEADERS && len > 0 && p[0] == 0x88) {
+        s->status = 200; /* HPACK static entry 8, ":status: 200", as nghttp2 sends it */
+    } else if (type == DATA) {
+        s->received += len;
+        s->checksum = tl_checksum(s->checksum, p, len);
+    }
+}
+
+/* The client reads at last: everything the server has and will send, while
+ * the server takes the rest of the client's bytes, until neither moves. */
+static int mute_read(struct fixture *f, struct mute *m)
+{
+    int first_error = 0;
+    for (int round = 0; round < 100000; round++) {
+        size_t used = 0, len;
+        if (m->out.off < m->out.len) {
+            int r = hbone_conn_input(f->server, m->out.p + m->out.off, m->out.len - m->out.off,
+                                     &used, 0);
+            if (r < 0 && !first_error)
+                first_error = r;
+            m->out.off = r < 0 ? m->out.len : m->out.off + used;
+        }
+        watch(f);
+        const uint8_t *out = hbone_conn_output(f->server, &len, 0);
+        watch(f);
+        bytes_push(&m->in, out, len);
+        hbone_conn_output_consume(f->server, len);
+        size_t decrypted = 0;
+        for (;;) {
+            uint8_t plain[16384];
+            size_t took = 0, nread = 0;
+            int r = hb_tls_read(m->tls, m->in.p + m->in.off, m->in.len - m->in.off, &took, plain,
+                                sizeof(plain), &nread);
+            ck_assert_msg(r == 0 || r == HBONE_ERR_AGAIN || r == HBONE_ERR_CLOSED,
+                          "mute client read: %d", r);
+            m->in.off += took;
+            bytes_push(&m->plain, plain, nread);
+            decrypted += nread;
+            if (r != 0)
+                break;
+        }
+        while (m->plain.len - m->plain.off >= 9) {
+            const uint8_t *h = m->plain.p + m->plain.off;
+            size_t flen = (size_t)h[0] << 16 | (size_t)h[1] << 8 | h[2];
+            if (m->plain.len - m->plain.off < 9 + flen)
+                break;
+            mute_frame(m, h[3], h[4], (int32_t)(be32(h + 5) & 0x7fffffff), h + 9, flen);
+            m->plain.off += 9 + flen;
+        }
+        if (!used && !len && !decrypted)
+            return first_error;
+    }
+    ck_abort_msg("the exchange did not settle");
+    return first_error;
+}
+
+/* The canary over the mute client, once it reads. */
+static void mute_canary(struct fixture *f, struct mute *m, int32_t id)
+{
+    uint8_t frame[64];
+    struct mute_stream *s = mute_stream(m, id);
+    mute_send(m, frame, connect_headers(frame, id, END_HEADERS));
+    static uint8_t data[65536];
+    for (size_t i = 0; i < sizeof(data); i++)
+        data[i] = (uint8_t)(i * 11 + (size_t)id);
+    uint32_t sum = tl_checksum(TL_CHECKSUM_INIT, data, sizeof(data));
+    static uint8_t frames[4 * (9 + 16384)];
+    size_t at = 0;
+    for (size_t off = 0; off < sizeof(data); off += 16384) {
+        at += raw_h2_frame_header(frames + at, 16384, DATA, 0, id);
+        memcpy(frames + at, data + off, 16384);
+        at += 16384;
+    }
+    mute_send(m, frames, at);
+    ck_assert_int_eq(mute_read(f, m), 0);
+    ck_assert_int_eq(s->status, 200);
+    size_t accepted = 0;
+    ck_assert_int_eq(hbone_conn_tunnel_write(f->server, id, data, sizeof(data), &accepted), 0);
+    ck_assert_uint_eq(accepted, sizeof(data));
+    ck_assert_int_eq(mute_read(f, m), 0);
+    struct tunnel_rec *r = rec_of(&f->app, id);
+    ck_assert_uint_eq(r->received, sizeof(data));
+    ck_assert_uint_eq(r->checksum, sum);
+    ck_assert_uint_eq(s->received, sizeof(data));
+    ck_assert_uint_eq(s->checksum, sum);
+}
+
+/* A fixture whose client is mute, past its preface (@p ack: see
+ * preface_frames). */
+static void setup_mute(struct fixture *f, struct mute *m, uint32_t flood_burst, int ack)
+{
+    setup_with(f, flood_burst);
+    disconnect(f);
+    mute_connect(f, m);
+    uint8_t frames[64];
+    mute_send(m, frames, preface_frames(frames, ack));
+    ck_assert_int_eq(mute_deliver(f, m, 0), 0);
+}
+
+static void teardown_mute(struct fixture *f, struct mute *m)
+{
+    mute_free(m);
+    teardown(f);
+}
+
+/* --- frames that do no work: the flood budget --------------------------- */
+
+/* @p count PRIORITY frames (_i 0) on idle streams, or empty DATA frames on
+ * the open tunnel @p stream (_i 1). */
+static int no_work_flood(struct fixture *f, int empty_data, int count, int32_t stream)
+{
+    static uint8_t frames[2000 * 14];
+    size_t at = 0;
+    ck_assert_int_le(count, 2000);
+    for (int i = 0; i < count; i++) {
+        if (empty_data) {
+            at += raw_h2_frame_header(frames + at, 0, DATA, 0, stream);
+        } else {
+            at += raw_h2_frame_header(frames + at, 5, PRIORITY, 0, 2 * i + 101);
+            memset(frames + at, 0, 4);
+            frames[at + 4] = 15; /* weight */
+            at += 5;
+        }
+    }
+    return send_frames(f, frames, at);
+}
+
+static int32_t open_tunnel(struct fixture *f)
+{
+    static const char *const good[] = {":method", "CONNECT", ":authority", "10.1.1.1:80"};
+    int32_t id = raw_h2_request(f->client, good, 2, 0);
+    raw_h2_pump(f->client, f->server);
+    ck_assert_int_eq(raw_h2_stream_of(f->client, id)->status, 200);
+    return id;
+}
+
+START_TEST(priority_and_empty_data_floods_end_the_connection)
+{
+    /* 1100 against the default budget of 1000; the open tunnel is closed
+     * with the connection. */
+    struct fixture f;
+    setup(&f);
+    int32_t id = open_tunnel(&f);
+    expect_goaway(&f, no_work_flood(&f, _i, 1100, id), ENHANCE_YOUR_CALM, "frames that do no work");
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(priority_and_empty_data_frames_within_the_budget)
+{
+    struct fixture f;
+    setup(&f);
+    int32_t id = open_tunnel(&f);
+    ck_assert_int_eq(no_work_flood(&f, _i, 1000, id), 0);
+    ck_assert_int_eq(raw_h2_goaway(f.client, NULL), 0);
+    ck_assert_int_eq(rec_of(&f.app, id)->closed, 0);
+    canary(&f);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(streams_made_to_reset_end_the_connection)
+{
+    /* MadeYouReset with the default budget: malformed requests, 100 per
+     * read, until the server has had enough. None reaches the
+     * application. */
+    struct fixture f;
+    setup(&f);
+    static const char *const bad[] = {":method",     "CONNECT", ":authority",
+                                      "10.0.0.2:80", "Upper",   "x"};
+    int r = 0, rounds = 0;
+    for (; rounds < 20 && r == 0; rounds++) {
+        for (int i = 0; i < 100; i++)
+            raw_h2_request(f.client, bad, 3, 0);
+        r = raw_h2_pump_status(f.client, f.server);
+    }
+    ck_assert_uint_eq(f.app.requests, 0);
+    expect_goaway(&f, r, ENHANCE_YOUR_CALM, "streams it made us reset");
+    teardown(&f);
+}
+END_TEST
+
+/* Whether streams nghttp2 rejects on its own (malformed requests, stream
+ * flow-control errors, a second HEADERS) count once, as
+ * hbone_config_set_flood_limit documents, or twice, as they do now: the
+ * rejected frame (on_invalid_frame_recv) and the RST_STREAM it causes
+ * (on_frame_send) each take a token, so the default budget of 1000 ends
+ * the connection after 500 such streams. Streams libhbone resets itself
+ * (a header it finds invalid, a header list over the limit) count once.
+ * Reported as a library bug; switch to the first once it is fixed. */
+#if 0
+#define REJECTED_BY_NGHTTP2 1
+#else
+#define REJECTED_BY_NGHTTP2 2
+#endif
+
+enum trigger_kind { T_REQUEST, T_WINDOW_OVERFLOW, T_SECOND_HEADERS, T_HUGE_HEADER };
+
+/* The reset of a request over the header list limit: PROTOCOL_ERROR, the
+ * peer's fault, with lib/h2 resetting it itself; INTERNAL_ERROR, nghttp2's
+ * answer to the failed header callback, before that. Either way the
+ * request is refused and costs the peer one token. */
+#define OVER_THE_LIMIT 0x100
+static int reset_code_is(uint32_t code, uint32_t expected)
+{
+    if (expected == OVER_THE_LIMIT)
+        return code == PROTOCOL_ERROR || code == INTERNAL_ERROR;
+    return code == expected;
+}
+
+struct trigger {
+    const char *name;
+    int kind;
+    const char *fields[8];
+    size_t n_fields;
+    int status;          /* the answer, or 0 for a reset */
+    uint32_t reset_code; /* when reset */
+    int cost;            /* flood budget tokens per stream */
+};
+
+/* clang-format off */
+static const struct trigger triggers[] = {
+    {"connection-specific header", T_REQUEST,
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "connection", "close"}, 3,
+     0, PROTOCOL_ERROR, REJECTED_BY_NGHTTP2},
+    {"te: gzip", T_REQUEST,
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "te", "gzip"}, 3,
+     0, PROTOCOL_ERROR, REJECTED_BY_NGHTTP2},
+    {"uppercase header name", T_REQUEST,
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "Upper", "x"}, 3,
+     0, PROTOCOL_ERROR, REJECTED_BY_NGHTTP2},
+    {"authority with a space", T_REQUEST, {":method", "CONNECT", ":authority", "10.0.0.2 :80"}, 2,
+     0, PROTOCOL_ERROR, REJECTED_BY_NGHTTP2},
+    {"content-length not a number", T_REQUEST,
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "content-length", "x"}, 3,
+     0, PROTOCOL_ERROR, REJECTED_BY_NGHTTP2},
+    {"missing :authority", T_REQUEST, {":method", "CONNECT"}, 1,
+     0, PROTOCOL_ERROR, REJECTED_BY_NGHTTP2},
+    {":path on CONNECT", T_REQUEST,
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", ":path", "/"}, 3,
+     0, PROTOCOL_ERROR, REJECTED_BY_NGHTTP2},
+    {"stream window overflow", T_WINDOW_OVERFLOW, {0}, 0,
+     0, FLOW_CONTROL_ERROR, REJECTED_BY_NGHTTP2},
+    {"second HEADERS without END_STREAM", T_SECOND_HEADERS, {0}, 0,
+     0, PROTOCOL_ERROR, REJECTED_BY_NGHTTP2},
+    {"space in a header name", T_REQUEST,
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "x y", "1"}, 3,
+     0, PROTOCOL_ERROR, 1},
+    {"header list over the limit", T_HUGE_HEADER, {0}, 0, 0, OVER_THE_LIMIT, 1},
+    /* Answered, not reset: they cost what any request costs. */
+    {"hostname while hostnames are disabled", T_REQUEST,
+     {":method", "CONNECT", ":authority", "example.com:80"}, 2, 400, 0, 0},
+    {"content-length on CONNECT", T_REQUEST,
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "content-length", "0"}, 3, 400, 0, 0},
+    /* Allowed (RFC 9113 8.2.2). */
+    {"te: trailers", T_REQUEST,
+     {":method", "CONNECT", ":authority", "10.0.0.2:80", "te", "trailers"}, 3, 200, 0, 0},
+};
+/* clang-format on */
+#define N_TRIGGERS (sizeof(triggers) / sizeof(triggers[0]))
+
+/* One stream the server must answer or reset the way @p k says; returns
+ * its id once sent (not yet pumped). */
+static int32_t fire(struct fixture *f, const struct trigger *k)
+{
+    static char huge[65 * 1024];
+    static const char *const huge_fields[] = {":method",     "CONNECT", ":authority",
+                                              "10.0.0.2:80", "x-huge",  huge};
+    if (k->kind == T_REQUEST)
+        return raw_h2_request(f->client, k->fields, k->n_fields, 0);
+    if (k->kind == T_HUGE_HEADER) {
+        memset(huge, 'h', sizeof(huge) - 1);
+        return raw_h2_request(f->client, huge_fields, 3, 0);
+    }
+    int32_t id = open_tunnel(f);
+    uint8_t frame[64];
+    size_t at = 0;
+    if (k->kind == T_WINDOW_OVERFLOW) {
+        at = raw_h2_frame_header(frame, 4, WINDOW_UPDATE, 0, id);
+        frame[at++] = 0x7f;
+        frame[at++] = 0xff;
+        frame[at++] = 0xff;
+        frame[at++] = 0xff;
+    } else {
+        at = 9 + hpack_literal(frame + 9, "x-more", "1");
+        raw_h2_frame_header(frame, (uint32_t)(at - 9), HEADERS, END_HEADERS, id);
+    }
+    raw_h2_send_raw(f->client, frame, at);
+    return id;
+}
+
+START_TEST(streams_reset_for_the_peer_count_against_the_flood_budget)
+{
+    /* With a budget of 12 and a clock that stands still: as many such
+     * streams as the budget pays for are tolerated, one more ends the
+     * connection. Streams that are answered cost nothing: three times the
+     * budget of them leave it standing. */
+    enum { BURST = 12 };
+    const struct trigger *k = &triggers[_i];
+    struct fixture f;
+    setup_with(&f, BURST);
+    int tolerated = k->cost ? BURST / k->cost : 3 * BURST;
+    for (int i = 0; i < tolerated; i++) {
+        int32_t id = fire(&f, k);
+        int r = raw_h2_pump_status(f.client, f.server);
+        ck_assert_msg(r == 0, "%s: stream %d of %d tolerated ended it: %s", k->name, i + 1,
+                      tolerated, hbone_conn_error_detail(f.server));
+        const raw_h2_stream *s = raw_h2_stream_of(f.client, id);
+        if (k->status) {
+            ck_assert_msg(s->status == k->status, "%s: status %d", k->name, s->status);
+        } else {
+            /* A tunnel is reset after its 200; a request instead of one. */
+            int tunnel = k->kind == T_WINDOW_OVERFLOW || k->kind == T_SECOND_HEADERS;
+            ck_assert_msg(s->closed && s->status == (tunnel ? 200 : 0) &&
+                              reset_code_is(s->close_code, k->reset_code),
+                          "%s: closed %d status %d code %u", k->name, s->closed, s->status,
+                          s->close_code);
+        }
+    }
+    ck_assert_int_eq(raw_h2_goaway(f.client, NULL), 0);
+    if (k->cost) {
+        fire(&f, k);
+        expect_goaway(&f, raw_h2_pump_status(f.client, f.server), ENHANCE_YOUR_CALM,
+                      "streams it made us reset");
+    } else {
+        canary(&f);
+    }
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(stream_errors_nghttp2_makes_connection_errors)
+{
+    /* Not MadeYouReset material: nghttp2 1.52 answers these with GOAWAY
+     * rather than a stream reset. _i 0: WINDOW_UPDATE of 0 on a tunnel
+     * (RFC 9113 allows either); 1: DATA after the tunnel's END_STREAM. */
+    struct fixture f;
+    setup(&f);
+    int32_t id = open_tunnel(&f);
+    uint8_t frames[64];
+    size_t at = 0;
+    if (_i == 0) {
+        at = raw_h2_frame_header(frames, 4, WINDOW_UPDATE, 0, id);
+        memset(frames + at, 0, 4);
+        at += 4;
+    } else {
+        at = raw_h2_frame_header(frames, 1, DATA, END_STREAM, id);
+        frames[at++] = 'a';
+        at += raw_h2_frame_header(frames + at, 1, DATA, 0, id);
+        frames[at++] = 'b';
+    }
+    int r = send_frames(&f, frames, at);
+    if (_i == 0) {
+        expect_goaway(&f, r, PROTOCOL_ERROR, "WINDOW_UPDATE: window_size_increment == 0");
+    } else {
+        ck_assert_int_eq(rec_of(&f.app, id)->ended, 1);
+        ck_assert_uint_eq(rec_of(&f.app, id)->received, 1);
+        expect_goaway(&f, r, STREAM_CLOSED, "DATA: stream in half-closed(remote)");
+    }
+    teardown(&f);
+}
+END_TEST
+
+/* --- trailers and a second HEADERS on a tunnel ---------------------------- */
+
+/* Open a tunnel and send @p len checked bytes on it; returns its id and the
+ * bytes' checksum in *@p sum. */
+static int32_t tunnel_with_data(struct fixture *f, size_t len, uint32_t *sum)
+{
+    int32_t id = open_tunnel(f);
+    static uint8_t data[65536];
+    ck_assert_uint_le(len, sizeof(data));
+    for (size_t i = 0; i < len; i++)
+        data[i] = (uint8_t)(i * 5 + 1);
+    *sum = tl_checksum(TL_CHECKSUM_INIT, data, len);
+    raw_h2_send_data(f->client, id, data, len);
+    return id;
+}
+
+START_TEST(trailers_end_the_tunnel)
+{
+    /* A HEADERS with END_STREAM after the 200 is the client's end of the
+     * tunnel, like END_STREAM on DATA: every byte before it arrives, the
+     * server's side stays open, and its reply half-closes cleanly. */
+    struct fixture f;
+    setup(&f);
+    uint32_t sum;
+    int32_t id = tunnel_with_data(&f, 65536, &sum);
+    uint8_t frame[64];
+    size_t at = 9 + hpack_literal(frame + 9, "x-trailer", "1");
+    raw_h2_frame_header(frame, (uint32_t)(at - 9), HEADERS, END_HEADERS | END_STREAM, id);
+    ck_assert_int_eq(send_frames(&f, frame, at), 0);
+    struct tunnel_rec *t = rec_of(&f.app, id);
+    ck_assert_uint_eq(t->received, 65536);
+    ck_assert_uint_eq(t->checksum, sum);
+    ck_assert_int_eq(t->ended, 1);
+    ck_assert_int_eq(t->closed, 0);
+    static const uint8_t reply[] = "the rest of the reply";
+    size_t accepted = 0;
+    ck_assert_int_eq(hbone_conn_tunnel_write(f.server, id, reply, sizeof(reply), &accepted), 0);
+    ck_assert_uint_eq(accepted, sizeof(reply));
+    ck_assert_int_eq(hbone_conn_tunnel_shutdown(f.server, id), 0);
+    raw_h2_pump(f.client, f.server);
+    const raw_h2_stream *s = raw_h2_stream_of(f.client, id);
+    ck_assert_uint_eq(s->received, sizeof(reply));
+    ck_assert_uint_eq(s->checksum, tl_checksum(TL_CHECKSUM_INIT, reply, sizeof(reply)));
+    ck_assert_int_eq(s->ended, 1);
+    ck_assert_int_eq(t->closed, 1);
+    ck_assert_uint_eq(t->reason, 0); /* a clean end both ways */
+    ck_assert_int_eq(raw_h2_goaway(f.client, NULL), 0);
+    canary(&f);
+    teardown(&f);
+}
+END_TEST
+
+START_TEST(a_second_headers_resets_the_tunnel)
+{
+    /* Without END_STREAM it cannot be trailers (RFC 9113 8.1): nghttp2
+     * resets the stream (PROTOCOL_ERROR). The bytes before it arrived, the
+     * tunnel is closed with that code, never ended, and the connection
+     * carries on. */
+    struct fixture f;
+    setup(&f);
+    uint32_t sum;
+    int32_t id = tunnel_with_data(&f, 4096, &sum);
+    uint8_t frame[64];
+    size_t at = 9 + hpack_literal(frame + 9, "x-more", "1");
+    raw_h2_frame_header(frame, (uint32_t)(at - 9), HEADERS, END_HEADERS, id);
+    ck_assert_int_eq(send_frames(&f, frame, at), 0);
+    struct tunnel_rec *t = rec_of(&f.app, id);
+    ck_assert_uint_eq(t->received, 4096);
+    ck_assert_uint_eq(t->checksum, sum);
+    ck_assert_int_eq(t->ended, 0);
+    ck_assert_int_eq(t->closed, 1);
+    ck_assert_uint_eq(t->reason, PROTOCOL_ERROR);
+    const raw_h2_stream *s = raw_h2_stream_of(f.client, id);
+    ck_assert_int_eq(s->closed, 1);
+    ck_assert_uint_eq(s->close_code, PROTOCOL_ERROR);
+    ck_assert_int_eq(raw_h2_goaway(f.client, NULL), 0);
+    canary(&f);
+    teardown(&f);
+}
+END_TEST
+
+/* --- floods from a peer that never reads ---------------------------------- */
+
+#define KiB 1024u
+/* The server's limit on ciphertext waiting for the peer, by default: framing
+ * stops there (hbone_config_set_buffer_limits). */
+#define CONNECTION_BUFFER (256 * KiB)
+
+START_TEST(ack_floods_from_a_peer_that_never_reads)
+{
+    /* _i & 1: SETTINGS, else PING; _i & 2: one TLS record per read, the
+     * server offering its output after each, else everything in one read.
+     * Every one of these frames asks for an ACK. nghttp2 queues at most 100
+     * unsent ACKs and then reports a flood, which ends the connection;
+     * trickled, the ACKs first fill the ciphertext waiting for the peer up
+     * to the connection buffer, and only then pile up. Memory is that
+     * buffer (grown by doubling, so twice the limit at most) and the 100
+     * ACKs (a few hundred bytes each), not one per frame: 40,000 ACKs kept
+     * would be megabytes. */
+    int settings = _i & 1, trickle = _i & 2;
+    enum { N = 40000, PER_RECORD = 50 };
+    struct fixture f;
+    struct mute m;
+    setup_mute(&f, &m, 0, 1);
+    size_t before = watch_from(&f);
+    static uint8_t frames[PER_RECORD * 17];
+    for (int i = 0; i < N / PER_RECORD; i++) {
+        size_t at = 0;
+        for (int j = 0; j < PER_RECORD; j++) {
+            if (settings) {
+                at += raw_h2_frame_header(frames + at, 0, SETTINGS, 0, 0);
+            } else {
+                at += raw_h2_frame_header(frames + at, 8, PING, 0, 0);
+                memset(frames + at, j, 8);
+                at += 8;
+            }
+        }
+        mute_send(&m, frames, at);
+    }
+    ck_assert_int_eq(mute_deliver(&f, &m, trickle ? 1 : 0), HBONE_ERR_PROTOCOL);
+    const char *detail = hbone_conn_error_detail(f.server);
+    ck_assert_msg(strstr(detail, "Flooding was detected") != NULL, "detail: %s", detail);
+    size_t bound = (trickle ? 2 * CONNECTION_BUFFER : 0) + 64 * KiB;
+    ck_assert_msg(f.peak - before <= bound, "%zu bytes held for the flood, bound %zu",
+                  f.peak - before, bound);
+    ck_assert_uint_lt(m.out.off, m.out.len); /* the rest was never read */
+    /* What it had sent before is still delivered, then the connection just
+     * ends: a GOAWAY would sit behind ACKs the peer does not read. */
+    ck_assert_int_eq(mute_read(&f, &m), HBONE_ERR_PROTOCOL);
+    ck_assert_int_eq(m.goaway, 0);
+    ck_assert_uint_lt(m.acks, N);
+    ck_assert_int_eq(hbone_conn_is_closed(f.server), 1);
+    mute_free(&m);
+    disconnect(&f);
+    connect_pair(&f);
+    canary(&f);
+    teardown(&f);
+}
+END_TEST
+
+/* @p n bad requests on fresh streams from *@p stream on, each with an
+ * uppercase header name (RFC 9113 8.2.1: malformed, so the server resets
+ * it), in records of 200. */
+static void send_bad_requests(struct mute *m, int n, int32_t *stream)
+{
+    static uint8_t frames[200 * 64];
+    for (int i = 0; i < n; i += 200) {
+        size_t at = 0;
+        for (int j = 0; j < 200 && i + j < n; j++) {
+            size_t start = at;
+            at += 9;
+            at += hpack_literal(frames + at, ":method", "CONNECT");
+            at += hpack_literal(frames + at, ":authority", "10.0.0.1:80");
+            at += hpack_literal(frames + at, "Upper", "x");
+            raw_h2_frame_header(frames + start, (uint32_t)(at - start - 9), HEADERS, END_HEADERS,
+                                *stream);
+            *stream += 2;
+        }
+        mute_send(m, frames, at);
+    }
+}
+
+START_TEST(a_reset_flood_that_never_reads_is_held_back)
+{
+    /* Requests the server must reset, from a peer that reads none of the
+     * resets and, to keep the connection, never acknowledges our SETTINGS:
+     * the stream limit then refuses streams (REFUSED_STREAM, one more reset
+     * each) instead of ending the connection. The flood budget is out of
+     * the way. The server frames resets until the connection buffer is
+     * full, queues up to 1000 frames more, then takes no more input: the
+     * rest waits in the transport, and memory stops growing however many
+     * requests follow. _i: everything in one read, or one record per
+     * read. Bound: the ciphertext buffer (twice the connection buffer at
+     * most) and about 1,300 queued resets (1000 plus one record's worth)
+     * at a few hundred bytes each; one allocation per request would be
+     * megabytes. */
+    size_t records = _i ? 1 : 0;
+    const size_t bound = 2 * CONNECTION_BUFFER + 512 * KiB;
+    struct fixture f;
+    struct mute m;
+    setup_mute(&f, &m, 1000000, 0);
+    size_t before = watch_from(&f);
+    int32_t stream = 1;
+    int total = (int)tl_scale(100000, 60000);
+    send_bad_requests(&m, 10000, &stream);
+    ck_assert_int_eq(mute_deliver(&f, &m, records), 0);
+    ck_assert_uint_le(f.peak - before, bound);
+    send_bad_requests(&m, 40000, &stream);
+    ck_assert_int_eq(mute_deliver(&f, &m, records), 0);
+    ck_assert_uint_le(f.peak - before, bound);
+    size_t taken = m.out.off, held = f.counts.live_bytes;
+    ck_assert_uint_lt(taken, m.out.len); /* held back */
+    send_bad_requests(&m, total - 50000, &stream);
+    ck_assert_int_eq(mute_deliver(&f, &m, records), 0);
+    ck_assert_uint_eq(m.out.off, taken);
+    ck_assert_uint_eq(f.counts.live_bytes, held);
+    ck_assert_uint_le(f.peak - before, bound);
+    ck_assert_uint_eq(f.app.requests, 0);
+    ck_assert_int_eq(mute_read(&f, &m), 0);
+    ck_assert_int_eq(m.goaway, 0);
+    /* The peer reads, acknowledges our SETTINGS, and is served again. (The
+     * canary's bytes also bring in the requests whose plaintext the server
+     * had decrypted before it held back: see the case below.) */
+    uint8_t ack[9];
+    mute_send(&m, ack, raw_h2_frame_header(ack, 0, SETTINGS, ACK, 0));
+    mute_canary(&f, &m, stream);
+    ck_assert_uint_eq(m.resets, (size_t)total);
+    teardown_mute(&f, &m);
+}
+END_TEST
+
+#if 0
+/* Library bug, reported: once input is held back, plaintext that wolfSSL
+ * had already decrypted (hb_tls_read fills its 16 KiB buffer across two
+ * records, and the second record's ciphertext counts as consumed) is not
+ * handed to nghttp2 until hbone_conn_input() is called again. The caller
+ * was told every byte was consumed, so nothing makes it call again (the
+ * io driver re-feeds only ciphertext it still holds): the requests in that
+ * plaintext wait until the peer sends something else. Here 29 of 100,000
+ * requests (134 when read one record at a time) are never answered. */
+START_TEST(input_held_back_is_all_taken_once_the_peer_reads)
+{
+    size_t records = _i ? 1 : 0;
+    struct fixture f;
+    struct mute m;
+    setup_mute(&f, &m, 1000000, 0);
+    int32_t stream = 1;
+    send_bad_requests(&m, 100000, &stream);
+    ck_assert_int_eq(mute_deliver(&f, &m, records), 0);
+    ck_assert_uint_lt(m.out.off, m.out.len); /* held back */
+    ck_assert_int_eq(mute_read(&f, &m), 0);
+    ck_assert_uint_eq(m.out.off, m.out.len);
+    ck_assert_uint_eq(m.resets, 100000);
+    teardown_mute(&f, &m);
+}
+END_TEST
+#endif
+
+/* --- HPACK bombs ------------------------------------------------------------ */
+
+/* An HPACK integer (RFC 7541 5.1) in a first byte @p first with @p prefix
+ * bits for it. */
+static size_t hpack_int(uint8_t *out, uint8_t first, int prefix, size_t v)
+{
+    size_t max = ((size_t)1 << prefix) - 1, at = 0;
+    if (v < max) {
+        out[at++] = (uint8_t)(first | v);
+        return at;
+    }
+    out[at++] = (uint8_t)(first | max);
+    for (v -= max; v >= 128; v >>= 7)
+        out[at++] = (uint8_t)(0x80 | (v & 0x7f));
+    out[at++] = (uint8_t)v;
+    return at;
+}
+
+/* A literal field with incremental indexing, new name (RFC 7541 6.2.1): it
+ * becomes dynamic table entry 62. The value is @p value_len bytes of 'b'. */
+static size_t hpack_insert(uint8_t *out, const char *name, size_t value_len)
+{
+    size_t n = strlen(name), at = 0;
+    out[at++] = 0x40;
+    at += hpack_int(out + at, 0, 7, n);
+    memcpy(out + at, name, n);
+    at += n;
+    at += hpack_int(out + at, 0, 7, value_len);
+    memset(out + at, 'b', value_len);
+    return at + value_len;
+}
+
+/* A HEADERS frame: a CONNECT to 10.0.0.1:80 whose header block then names
+ * dynamic entry 62 @p refs times (one byte each: 0x80 | 62). */
+static size_t bomb_headers(uint8_t *out, int32_t stream, int refs)
+{
+    size_t at = 9;
+    at += hpack_literal(out + at, ":method", "CONNECT");
+    at += hpack_literal(out + at, ":authority", "10.0.0.1:80");
+    memset(out + at, 0x80 | 62, (size_t)refs);
+    at += (size_t)refs;
+    raw_h2_frame_header(out, (uint32_t)(at - 9), HEADERS, END_HEADERS, stream);
+    return at;
+}
+
+/* Stream 1: a CONNECT that puts a 4000-byte field into the server's 4 KiB
+ * dynamic table (6 + 4000 + 32 bytes as HPACK counts it), a legitimate
+ * tunnel in its own right. */
+static void hpack_arm(struct fixture *f, struct mute *m)
+{
+    static uint8_t frame[9 + 64 + 4100];
+    size_t at = 9;
+    at += hpack_literal(frame + at, ":method", "CONNECT");
+    at += hpack_literal(frame + at, ":authority", "10.0.0.1:80");
+    at += hpack_insert(frame + at, "x-bomb", 4000);
+    raw_h2_frame_header(frame, (uint32_t)(at - 9), HEADERS, END_HEADERS, 1);
+    mute_send(m, frame, at);
+    ck_assert_int_eq(mute_read(f, m), 0);
+    ck_assert_uint_eq(f->app.requests, 1);
+}
+
+START_TEST(hpack_bomb_through_the_dynamic_table)
+{
+    /* Each request is 1000 bytes naming that entry: 4 MB decoded, against
+     * a 64 KiB header list. The budget counts decoded bytes, so the stream
+     * is reset at the 17th reference, and what it held so far (16 copies
+     * of the field) goes with it; the rest of the block is only decoded
+     * (to keep the table in step), never kept. 100 such requests cost the
+     * server no more than one, and the connection carries on. */
+    enum { REQUESTS = 100, REFS = 1000 };
+    struct fixture f;
+    struct mute m;
+    setup_mute(&f, &m, 0, 1);
+    hpack_arm(&f, &m);
+    size_t before = watch_from(&f);
+    static uint8_t frame[9 + 64 + REFS];
+    for (int i = 0; i < REQUESTS; i++) {
+        int32_t id = 3 + 2 * i;
+        struct mute_stream *s = mute_stream(&m, id);
+        mute_send(&m, frame, bomb_headers(frame, id, REFS));
+        ck_assert_int_eq(mute_read(&f, &m), 0);
+        ck_assert_int_eq(s->reset, 1);
+        ck_assert_msg(reset_code_is(s->code, OVER_THE_LIMIT), "reset with %u", s->code);
+    }
+    ck_assert_uint_eq(f.app.requests, 1);
+    ck_assert_int_eq(m.goaway, 0);
+    /* 64 KiB of copied fields plus their bookkeeping, at most. */
+    ck_assert_msg(f.peak - before <= 128 * KiB, "%zu bytes held", f.peak - before);
+    ck_assert_uint_le(f.counts.live_bytes, before);
+    mute_canary(&f, &m, 3 + 2 * REQUESTS);
+    teardown_mute(&f, &m);
+}
+END_TEST
+
+#if 0
+/* Library weakness, reported: the same bomb on 199 streams in one read.
+ * Each stream keeps its copies of the fields (64 KiB) until its reset is
+ * sent, so the server holds 199 x 64 KiB = 12.5 MiB (measured peak
+ * 13,068,096 bytes) for 14 KB on the wire, and holds it as long as output
+ * is not taken. Forgetting a request's headers when it goes over the
+ * budget (or is marked for reset) would make this one stream's worth. */
+START_TEST(hpack_bombs_on_many_streams_at_once)
+{
+    enum { REQUESTS = 199, REFS = 20 };
+    struct fixture f;
+    struct mute m;
+    setup_mute(&f, &m, 0, 1);
+    hpack_arm(&f, &m);
+    size_t before = watch_from(&f);
+    static uint8_t frames[REQUESTS * (9 + 64 + REFS)];
+    size_t at = 0;
+    for (int i = 0; i < REQUESTS; i++)
+        at += bomb_headers(frames + at, 3 + 2 * i, REFS);
+    mute_send(&m, frames, at);
+    ck_assert_int_eq(mute_deliver(&f, &m, 0), 0);
+    ck_assert_msg(f.peak - before <= 1024 * KiB, "%zu bytes held for %zu on the wire",
+                  f.peak - before, at);
+    ck_assert_int_eq(mute_read(&f, &m), 0);
+    ck_assert_uint_eq(m.resets, REQUESTS);
+    mute_canary(&f, &m, 3 + 2 * REQUESTS);
+    teardown_mute(&f, &m);
+}
+END_TEST
+#endif
+
 int main(void)
 {
     Suite *s = suite_create("hostile-h2");
@@ -715,6 +1674,17 @@ int main(void)
     tcase_add_test(tc, data_beyond_the_stream_window);
     tcase_add_test(tc, window_update_flood_is_harmless);
     tcase_add_test(tc, one_byte_data_frames);
+    tcase_add_loop_test(tc, priority_and_empty_data_floods_end_the_connection, 0, 2);
+    tcase_add_loop_test(tc, priority_and_empty_data_frames_within_the_budget, 0, 2);
+    tcase_add_test(tc, streams_made_to_reset_end_the_connection);
+    tcase_add_loop_test(tc, streams_reset_for_the_peer_count_against_the_flood_budget, 0,
+                        (int)N_TRIGGERS);
+    tcase_add_loop_test(tc, stream_errors_nghttp2_makes_connection_errors, 0, 2);
+    tcase_add_test(tc, trailers_end_the_tunnel);
+    tcase_add_test(tc, a_second_headers_resets_the_tunnel);
+    tcase_add_loop_test(tc, ack_floods_from_a_peer_that_never_reads, 0, 4);
+    tcase_add_loop_test(tc, a_reset_flood_that_never_reads_is_held_back, 0, 2);
+    tcase_add_test(tc, hpack_bomb_through_the_dynamic_table);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }
