@@ -211,11 +211,21 @@ static int on_begin_request(void *ctx, int32_t stream)
     return add_tunnel(c, stream) ? 0 : HBONE_ERR_NOMEM;
 }
 
+/* A request being reset keeps nothing: its fields could be up to the
+ * header budget, on every stream a peer opens, for as long as the reset
+ * waits to be sent. */
+static void stop_collecting(hbone_conn *c, hb_tunnel *t)
+{
+    t->resetting = 1;
+    hb_tunnel_forget_request(c->mem, t);
+}
+
 static void on_invalid_header(void *ctx, int32_t stream)
 {
-    hb_tunnel *t = find_tunnel(ctx, stream);
+    hbone_conn *c = ctx;
+    hb_tunnel *t = find_tunnel(c, stream);
     if (t)
-        t->resetting = 1;
+        stop_collecting(c, t);
 }
 
 static int on_header(void *ctx, int32_t stream, const uint8_t *name, size_t name_len,
@@ -223,7 +233,7 @@ static int on_header(void *ctx, int32_t stream, const uint8_t *name, size_t name
 {
     hbone_conn *c = ctx;
     hb_tunnel *t = find_tunnel(c, stream);
-    if (!t)
+    if (!t || t->resetting)
         return 0;
     /* nghttp2 does not hold a peer to the header-list size we advertised.
      * The budget is per tunnel, so endless 1xx responses exhaust it too. */
@@ -232,6 +242,7 @@ static int on_header(void *ctx, int32_t stream, const uint8_t *name, size_t name
         hb_log(&c->cfg->log, HBONE_LOG_INFO,
                "tunnel %d: peer's headers exceed the %u-byte header list limit, reset", (int)stream,
                (unsigned)c->settings.max_header_list_size);
+        stop_collecting(c, t);
         return HBONE_ERR_PROTOCOL;
     }
     if (!c->server) {
@@ -935,11 +946,16 @@ static int input(hbone_conn *c, const uint8_t *data, size_t len, size_t *consume
     }
     uint8_t plain[RECORD_PLAINTEXT];
     for (;;) {
-        if (output_waiting(c) >= 2 * (size_t)c->cfg->connection_buffer ||
-            hb_h2_queued_frames(c->h2) >= MAX_QUEUED_FRAMES)
-            return 0; /* the rest waits until the peer has read */
+        /* A peer that does not read what it makes us send: none of its
+         * ciphertext is taken until it has read. What was taken already
+         * (part of a record may have been, to fill the plaintext buffer) is
+         * still read through: the caller was told it was consumed and has
+         * no reason to call again for it. */
+        int held = output_waiting(c) >= 2 * (size_t)c->cfg->connection_buffer ||
+                   hb_h2_queued_frames(c->h2) >= MAX_QUEUED_FRAMES;
         size_t took = 0, nread = 0;
-        int r = hb_tls_read(c->tls, data + used, len - used, &took, plain, sizeof(plain), &nread);
+        int r = hb_tls_read(c->tls, data + used, held ? 0 : len - used, &took, plain, sizeof(plain),
+                            &nread);
         used += took;
         *consumed = used;
         if (nread > 0) {

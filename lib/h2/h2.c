@@ -183,19 +183,9 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     return r < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
 }
 
-/* A frame nghttp2 rejected: it resets the stream or ends the connection
- * itself; repeated, such frames are a flood (MadeYouReset). */
-static int on_invalid_frame(nghttp2_session *session, const nghttp2_frame *frame,
-                            int lib_error_code, void *user)
-{
-    (void)session;
-    (void)frame;
-    (void)lib_error_code;
-    hb_h2 *h2 = user;
-    return h2->events->on_glitch(h2->ctx) < 0 ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
-}
-
-/* We reset a stream because of the peer's frames: count it as well. Codes
+/* We reset a stream because of the peer's frames: count it. A frame
+ * nghttp2 rejects leads to exactly such a reset (or to GOAWAY), so the
+ * reset is where it is counted, once (MadeYouReset). Codes
  * an application uses for its own resets (CONNECT_ERROR, CANCEL, NO_ERROR)
  * are not the peer's doing and do not count. A GOAWAY with an error code
  * ends the connection: say why. */
@@ -309,7 +299,6 @@ static int configure(hb_h2 *h2, nghttp2_session_callbacks *cbs, nghttp2_option *
     nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, on_frame_recv);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, on_data_chunk);
     nghttp2_session_callbacks_set_on_stream_close_callback(cbs, on_stream_close);
-    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cbs, on_invalid_frame);
     nghttp2_session_callbacks_set_on_frame_send_callback(cbs, on_frame_send);
     nghttp2_session_callbacks_set_data_source_read_length_callback(cbs, data_length);
     nghttp2_session_callbacks_set_send_data_callback(cbs, send_data);
