@@ -4,6 +4,7 @@
  *
  *   hbone serve   --listen ADDR:PORT TLS... [--allow ID]... [--echo]
  *                 [--max-handshakes N] [--max-connections N]
+ *                 [--max-dials N] [--dial-timeout MS]
  *   hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id ID TLS...
  *                 [--header 'name: value']...
  *   hbone forward --listen ADDR:PORT --peer ADDR:PORT --authority HOST:PORT
@@ -48,6 +49,7 @@ struct options {
     size_t n_headers;
     int echo;
     unsigned max_handshakes, max_connections; /* serve; 0 until given */
+    unsigned max_dials, dial_timeout_ms;      /* serve; 0 until given */
 };
 
 static const char *command = "hbone";
@@ -332,6 +334,110 @@ static int32_t open_tunnel(struct conn_watch *cw)
     return r < 0 ? -1 : tunnel;
 }
 
+/* --- serve: limits ------------------------------------------------------------ */
+
+#define DEFAULT_MAX_HANDSHAKES 128
+#define DEFAULT_MAX_CONNECTIONS 1024
+#define DEFAULT_MAX_DIALS 256
+#define DEFAULT_DIAL_TIMEOUT_MS 10000
+#define REFUSAL_LOG_INTERVAL_MS 1000
+
+/* Refusals come in floods (that is what the limits are for): at most one a
+ * second is logged, and the log timer reports how many were left out. */
+struct refusals {
+    uint64_t quiet_until; /* refusals before then are counted, not logged */
+    unsigned unlogged;
+    const char *what; /* the count's line: "N more <what>" */
+};
+
+/* Every connection costs a TLS session and an fd from its accept, and until
+ * its handshake completes the peer has proved nothing: both are capped. Every
+ * dial holds a socket until it connects, fails or times out: capped too. */
+struct serve_state {
+    watcher log_timer; /* no fd: reports the refusals left out of the log */
+    unsigned max_open, max_handshaking;
+    unsigned dials, max_dials; /* upstream connects in progress */
+    int dial_timeout_ms;
+    struct refusals connections, connects;
+};
+
+/* Whether to log a refusal now; if not, it is counted for the log timer. */
+static int refusal_logged(struct refusals *r)
+{
+    uint64_t now = hbone_io_now_ms();
+    if (now < r->quiet_until) {
+        r->unlogged++;
+        return 0;
+    }
+    r->quiet_until = now + REFUSAL_LOG_INTERVAL_MS;
+    return 1;
+}
+
+/*
+ * Refuse by accepting and closing at once rather than by no longer polling
+ * the listener: the refused peer learns it now instead of waiting in the
+ * kernel's backlog until its own timeout, the log can name it, and the
+ * listener needs no on/off state.
+ */
+static void refuse(struct serve_state *s, int fd, unsigned count, const char *limit)
+{
+    if (refusal_logged(&s->connections)) {
+        char peer[INET6_ADDRSTRLEN + 8];
+        peer_address(fd, peer, sizeof(peer));
+        fprintf(stderr, "hbone serve: %u %s (limit), refusing %s\n", count, limit, peer);
+    }
+    close(fd);
+}
+
+/* A CONNECT beyond --max-dials is answered 503 without dialing: otherwise a
+ * peer sending CONNECTs to a black hole holds as many sockets as it likes,
+ * each for the dial timeout. The refusal has no tunnel line of its own: a
+ * flood of them would defeat the rate limit. */
+static void refuse_dial(struct serve_state *s, hbone_conn *conn, int conn_fd, const char *authority)
+{
+    if (!refusal_logged(&s->connects))
+        return;
+    char peer[INET6_ADDRSTRLEN + 8];
+    peer_address(conn_fd, peer, sizeof(peer));
+    fprintf(stderr, "hbone serve: %u dials pending (limit), refusing CONNECT %s from %s (%s)\n",
+            s->dials, authority, hbone_spiffe_id_str(hbone_conn_peer_id(conn), NULL), peer);
+}
+
+static void refusals_due(const struct refusals *r, uint64_t now, int *timeout_ms)
+{
+    if (!r->unlogged)
+        return;
+    int t = now < r->quiet_until ? (int)(r->quiet_until - now) : 0;
+    if (*timeout_ms < 0 || t < *timeout_ms)
+        *timeout_ms = t;
+}
+
+static void report_refusals(struct refusals *r, uint64_t now)
+{
+    if (r->unlogged && now >= r->quiet_until) {
+        fprintf(stderr, "hbone serve: %u more %s\n", r->unlogged, r->what);
+        r->unlogged = 0;
+        r->quiet_until = now + REFUSAL_LOG_INTERVAL_MS;
+    }
+}
+
+static short log_timer_events(watcher *w, uint64_t now, int *timeout_ms)
+{
+    struct serve_state *s = w->ctx;
+    refusals_due(&s->connections, now, timeout_ms);
+    refusals_due(&s->connects, now, timeout_ms);
+    return 0;
+}
+
+static int log_timer_handle(watcher *w, short revents, uint64_t now)
+{
+    (void)revents;
+    struct serve_state *s = w->ctx;
+    report_refusals(&s->connections, now);
+    report_refusals(&s->connects, now);
+    return 0;
+}
+
 /* --- serve ------------------------------------------------------------------- */
 
 static void log_tunnel(tunnel_pipe *p, const char *outcome)
@@ -344,8 +450,8 @@ static void log_tunnel(tunnel_pipe *p, const char *outcome)
 static void serve_done(tunnel_pipe *p, uint32_t reason)
 {
     char outcome[48];
-    if (p->ctx) /* a rejection already named the outcome */
-        snprintf(outcome, sizeof(outcome), "%s", (const char *)p->ctx);
+    if (p->outcome) /* a rejection already named the outcome */
+        snprintf(outcome, sizeof(outcome), "%s", p->outcome);
     else if (reason == 0)
         snprintf(outcome, sizeof(outcome), "closed");
     else if (reason == HBONE_CLOSE_CONNECTION_LOST)
@@ -357,11 +463,15 @@ static void serve_done(tunnel_pipe *p, uint32_t reason)
 
 static void serve_dialed(tunnel_pipe *p, int error)
 {
+    struct serve_state *s = p->ctx;
+    s->dials--; /* the pipe reports the end of each dial once, whatever ended it */
+    if (p->closed)
+        return; /* reset or lost while dialing: nothing to answer */
     if (error == 0) {
         hbone_conn_tunnel_accept(p->conn, p->tunnel, NULL, NULL, NULL, NULL, 0);
         return;
     }
-    p->ctx = "dial-failed-503";
+    p->outcome = error == ETIMEDOUT ? "dial-timeout-503" : "dial-failed-503";
     hbone_conn_tunnel_reject(p->conn, p->tunnel, 503);
 }
 
@@ -381,17 +491,26 @@ static void serve_request(hbone_conn *conn, int32_t tunnel, const char *host, si
 {
     (void)kind;
     struct conn_watch *cw = user;
-    tunnel_pipe *p = pipe_new(conn, tunnel, serve_done, NULL);
+    struct serve_state *s = cw->app;
+    const char *peer = hbone_spiffe_id_str(hbone_conn_peer_id(conn), NULL);
+    char authority[HBONE_AUTHORITY_MAX];
+    hbone_authority_format(host, host_len, port, authority, sizeof(authority), NULL);
+    int ok = allowed(cw->o, hbone_conn_peer_id(conn));
+    /* Checked before anything is spent on the tunnel; a peer that is not
+     * allowed learns that (401) rather than how busy the server is. */
+    if (ok && !cw->o->echo && s->dials >= s->max_dials) {
+        refuse_dial(s, conn, cw->w.fd, authority);
+        hbone_conn_tunnel_reject(conn, tunnel, 503);
+        return;
+    }
+    tunnel_pipe *p = pipe_new(conn, tunnel, serve_done, s);
     if (!p) {
         hbone_conn_tunnel_reject(conn, tunnel, 503);
         return;
     }
-    const char *peer = hbone_spiffe_id_str(hbone_conn_peer_id(conn), NULL);
-    char authority[HBONE_AUTHORITY_MAX];
-    hbone_authority_format(host, host_len, port, authority, sizeof(authority), NULL);
     snprintf(p->label, sizeof(p->label), "tunnel peer=%s authority=%s", peer, authority);
-    if (!allowed(cw->o, hbone_conn_peer_id(conn))) {
-        p->ctx = "denied-401";
+    if (!ok) {
+        p->outcome = "denied-401";
         hbone_conn_tunnel_reject(conn, tunnel, 401);
         return;
     }
@@ -400,10 +519,12 @@ static void serve_request(hbone_conn *conn, int32_t tunnel, const char *host, si
         hbone_conn_tunnel_accept(conn, tunnel, NULL, NULL, NULL, NULL, 0);
         return;
     }
-    if (pipe_dial(p, authority, strlen(authority), serve_dialed) < 0) {
-        p->ctx = "dial-failed-503";
+    if (pipe_dial(p, authority, strlen(authority), s->dial_timeout_ms, serve_dialed) < 0) {
+        p->outcome = "dial-failed-503";
         hbone_conn_tunnel_reject(conn, tunnel, 503);
+        return;
     }
+    s->dials++; /* serve_dialed gives it back */
 }
 
 struct listener {
@@ -452,63 +573,6 @@ static int listener_handle(watcher *w, short revents, uint64_t now)
         else if (r != HBONE_ERR_IO || (errno != EMFILE && errno != ENFILE) ||
                  refuse_without_descriptors(w->fd) < 0)
             break;
-    }
-    return 0;
-}
-
-/* --- serve: connection limits ---------------------------------------------- */
-
-#define DEFAULT_MAX_HANDSHAKES 128
-#define DEFAULT_MAX_CONNECTIONS 1024
-#define REFUSAL_LOG_INTERVAL_MS 1000
-
-/* Every connection costs a TLS session and an fd from its accept, and until
- * its handshake completes the peer has proved nothing: both are capped. */
-struct serve_state {
-    watcher log_timer; /* no fd: reports the refusals left out of the log */
-    unsigned max_open, max_handshaking;
-    uint64_t quiet_until; /* refusals before then are counted, not logged */
-    unsigned unlogged;
-};
-
-/*
- * Refuse by accepting and closing at once rather than by no longer polling
- * the listener: the refused peer learns it now instead of waiting in the
- * kernel's backlog until its own timeout, the log can name it, and the
- * listener needs no on/off state. Refusals come in floods (that is what the
- * limits are for), so at most one is logged per second; the log timer reports
- * how many were left out.
- */
-static void refuse(struct serve_state *s, int fd, unsigned count, const char *limit)
-{
-    uint64_t now = hbone_io_now_ms();
-    if (now < s->quiet_until) {
-        s->unlogged++;
-    } else {
-        char peer[INET6_ADDRSTRLEN + 8];
-        peer_address(fd, peer, sizeof(peer));
-        fprintf(stderr, "hbone serve: %u %s (limit), refusing %s\n", count, limit, peer);
-        s->quiet_until = now + REFUSAL_LOG_INTERVAL_MS;
-    }
-    close(fd);
-}
-
-static short log_timer_events(watcher *w, uint64_t now, int *timeout_ms)
-{
-    struct serve_state *s = w->ctx;
-    if (s->unlogged)
-        *timeout_ms = now < s->quiet_until ? (int)(s->quiet_until - now) : 0;
-    return 0;
-}
-
-static int log_timer_handle(watcher *w, short revents, uint64_t now)
-{
-    (void)revents;
-    struct serve_state *s = w->ctx;
-    if (s->unlogged && now >= s->quiet_until) {
-        fprintf(stderr, "hbone serve: %u more connections refused (limits)\n", s->unlogged);
-        s->unlogged = 0;
-        s->quiet_until = now + REFUSAL_LOG_INTERVAL_MS;
     }
     return 0;
 }
@@ -570,6 +634,10 @@ static int cmd_serve(const struct options *o)
     static struct serve_state s;
     s.max_handshaking = o->max_handshakes ? o->max_handshakes : DEFAULT_MAX_HANDSHAKES;
     s.max_open = o->max_connections ? o->max_connections : DEFAULT_MAX_CONNECTIONS;
+    s.max_dials = o->max_dials ? o->max_dials : DEFAULT_MAX_DIALS;
+    s.dial_timeout_ms = o->dial_timeout_ms ? (int)o->dial_timeout_ms : DEFAULT_DIAL_TIMEOUT_MS;
+    s.connections.what = "connections refused (limits)";
+    s.connects.what = "CONNECTs refused (dial limit)";
     s.log_timer = (watcher){-1, log_timer_events, log_timer_handle, NULL, &s};
     loop_add(&s.log_timer);
     static struct listener l;
@@ -746,12 +814,16 @@ static const char usage_serve[] =
     "usage: hbone serve --listen ADDR:PORT --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem\n"
     "                   [--trust-domain TD] [--allow SPIFFE_ID]... [--echo]\n"
     "                   [--max-handshakes N] [--max-connections N]\n"
+    "                   [--max-dials N] [--dial-timeout MS]\n"
     "Terminate HBONE: authorize each CONNECT (--allow: only these peers, 401 otherwise),\n"
     "then dial its authority and pipe bytes both ways (503 if the dial fails), or with\n"
     "--echo send the tunnel's bytes back. One log line per tunnel on stderr.\n"
     "At most --max-handshakes connections (default 128) may be in the TLS handshake, and\n"
     "--max-connections (default 1024) open in all; beyond either, a new connection is\n"
-    "closed at once and logged (one line a second at most, then a count of the rest).\n";
+    "closed at once and logged (one line a second at most, then a count of the rest).\n"
+    "A dial not connected within --dial-timeout ms (default 10000) is abandoned and\n"
+    "answered 503; with --max-dials dials (default 256) in progress, a further CONNECT\n"
+    "is answered 503 at once, without dialing, and logged the same way.\n";
 static const char usage_connect[] =
     "usage: hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id SPIFFE_ID\n"
     "                     --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem [--trust-domain TD]\n"
@@ -795,6 +867,8 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         ECHO,
         MAX_HANDSHAKES,
         MAX_CONNECTIONS,
+        MAX_DIALS,
+        DIAL_TIMEOUT,
         HELP
     };
     static const struct option flags[] = {
@@ -811,12 +885,15 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         {"echo", no_argument, NULL, ECHO},
         {"max-handshakes", required_argument, NULL, MAX_HANDSHAKES},
         {"max-connections", required_argument, NULL, MAX_CONNECTIONS},
+        {"max-dials", required_argument, NULL, MAX_DIALS},
+        {"dial-timeout", required_argument, NULL, DIAL_TIMEOUT},
         {"help", no_argument, NULL, HELP},
         {NULL, 0, NULL, 0},
     };
     /* Each command takes only its own flags. */
     const char *own = strcmp(command, "serve") == 0 ? "listen cert key ca trust-domain allow echo "
-                                                      "max-handshakes max-connections"
+                                                      "max-handshakes max-connections max-dials "
+                                                      "dial-timeout"
                       : strcmp(command, "connect") == 0 ? "peer authority expect-id cert key ca "
                                                           "trust-domain header"
                                                         : "listen peer authority expect-id cert "
@@ -865,6 +942,12 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
             break;
         case MAX_CONNECTIONS:
             o->max_connections = parse_limit(flags[index].name, optarg);
+            break;
+        case MAX_DIALS:
+            o->max_dials = parse_limit(flags[index].name, optarg);
+            break;
+        case DIAL_TIMEOUT:
+            o->dial_timeout_ms = parse_limit(flags[index].name, optarg);
             break;
         case ALLOW:
             if (o->n_allow == MAX_LIST)

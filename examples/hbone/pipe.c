@@ -102,25 +102,40 @@ static void read_fd(tunnel_pipe *p)
     flush_to_tunnel(p);
 }
 
-static void finish_dial(tunnel_pipe *p)
+/* The dial is over, for whatever reason: this runs once per dial, so the
+ * caller's bookkeeping (serve's count of dials in progress) is undone once.
+ * A failed dial's socket goes at once rather than with the tunnel: a peer
+ * piling up CONNECTs to a black hole must not hold descriptors by them. */
+static void end_dial(tunnel_pipe *p, int err)
 {
     p->dialing = 0;
-    int err = hbone_io_connect_result(p->in_fd) == 0 ? 0 : errno;
-    if (err == 0)
+    if (err) {
+        close(p->in_fd);
+        p->in_fd = p->out_fd = p->w.fd = -1; /* the watcher stays, idle, until the close */
+    } else {
         p->established = 1;
+    }
     if (p->dialed)
         p->dialed(p, err);
 }
 
+static void finish_dial(tunnel_pipe *p)
+{
+    int err = hbone_io_connect_result(p->in_fd) == 0 ? 0 : errno ? errno : EIO;
+    end_dial(p, err);
+}
+
 static short pipe_events(watcher *w, uint64_t now, int *timeout_ms)
 {
-    (void)now;
-    (void)timeout_ms;
     tunnel_pipe *p = w->ctx;
     if (p->closed)
         return 0;
-    if (p->dialing)
+    if (p->dialing) {
+        /* Without a deadline a black hole holds the socket for the kernel's
+         * SYN retries (about two minutes). */
+        *timeout_ms = p->dial_deadline > now ? (int)(p->dial_deadline - now) : 0;
         return POLLOUT;
+    }
     short ev = 0;
     /* Read only when the tunnel took the last read: that is the backpressure. */
     if (p->established && !p->in_eof && !p->to_tunnel_len)
@@ -132,13 +147,14 @@ static short pipe_events(watcher *w, uint64_t now, int *timeout_ms)
 
 static int pipe_handle(watcher *w, short revents, uint64_t now)
 {
-    (void)now;
     tunnel_pipe *p = w->ctx;
     if (p->closed)
         return -1;
     if (p->dialing) {
         if (revents)
             finish_dial(p);
+        else if (now >= p->dial_deadline)
+            end_dial(p, ETIMEDOUT);
         return 0;
     }
     if (revents & (POLLIN | POLLHUP | POLLERR))
@@ -182,7 +198,10 @@ int pipe_attach(tunnel_pipe *p, int in_fd, int out_fd)
     p->out_fd = out_fd;
     p->established = 1;
     p->w.fd = in_fd;
-    return loop_add(&p->w);
+    if (loop_add(&p->w) < 0)
+        return -1;
+    p->in_loop = 1;
+    return 0;
 }
 
 void pipe_attach_echo(tunnel_pipe *p)
@@ -191,17 +210,25 @@ void pipe_attach_echo(tunnel_pipe *p)
     p->established = 1;
 }
 
-int pipe_dial(tunnel_pipe *p, const char *address, size_t len, pipe_dialed_fn dialed)
+int pipe_dial(tunnel_pipe *p, const char *address, size_t len, int timeout_ms,
+              pipe_dialed_fn dialed)
 {
     int fd;
     int r = hbone_io_connect(address, len, &fd);
     if (r < 0)
         return r;
-    p->in_fd = p->out_fd = fd;
     p->w.fd = fd;
+    if (loop_add(&p->w) < 0) {
+        close(fd);
+        p->w.fd = -1;
+        return HBONE_ERR_NOMEM;
+    }
+    p->in_loop = 1;
+    p->in_fd = p->out_fd = fd;
     p->dialing = 1;
+    p->dial_deadline = hbone_io_now_ms() + (uint64_t)timeout_ms;
     p->dialed = dialed;
-    return loop_add(&p->w) < 0 ? HBONE_ERR_NOMEM : 0;
+    return 0;
 }
 
 /* --- hbone callbacks: the pipe is the tunnel's user data ------------------ */
@@ -258,6 +285,8 @@ void pipe_on_close(hbone_conn *conn, int32_t tunnel, uint32_t reason, void *user
     if (!p)
         return;
     p->closed = 1;
+    if (p->dialing)
+        end_dial(p, ECANCELED); /* reset or lost while dialing: no socket left behind */
     if (reason != 0 && p->in_fd >= 0 && p->in_fd == p->out_fd) {
         /* Mirror the reset: an abortive close sends a TCP RST. */
         struct linger lg = {1, 0};
@@ -265,7 +294,7 @@ void pipe_on_close(hbone_conn *conn, int32_t tunnel, uint32_t reason, void *user
     }
     if (p->done)
         p->done(p, reason);
-    if (p->w.fd < 0)
+    if (!p->in_loop)
         pipe_release(&p->w); /* never joined the loop */
     /* Otherwise the loop releases it on its next round. */
 }

@@ -16,7 +16,10 @@ typedef struct tunnel_pipe tunnel_pipe;
 
 /* Called once when the tunnel closed; @p reason as in hbone_tunnel_close_cb. */
 typedef void (*pipe_done_fn)(tunnel_pipe *p, uint32_t reason);
-/* Called once when a dial finished: @p error is 0 or an errno value. */
+/* Called exactly once when a dial is over: @p error is 0 (connected), an
+ * errno value from connect, ETIMEDOUT when its time ran out, or ECANCELED when
+ * the tunnel closed first (p->closed is set then: there is nothing to answer).
+ * On any error the dialing socket is already closed. */
 typedef void (*pipe_dialed_fn)(tunnel_pipe *p, int error);
 
 struct tunnel_pipe {
@@ -25,7 +28,9 @@ struct tunnel_pipe {
     int32_t tunnel;
     int in_fd, out_fd; /* -1 until attached; may be one socket */
     int echo;          /* no fds: the tunnel's bytes go back into it */
+    int in_loop;       /* w is in the loop, which releases it */
     int dialing;       /* waiting for the upstream TCP connect */
+    uint64_t dial_deadline;
     int established;
     uint8_t *to_tunnel, *to_fd;
     size_t to_tunnel_len, to_fd_len;
@@ -35,7 +40,8 @@ struct tunnel_pipe {
     pipe_done_fn done;
     pipe_dialed_fn dialed;
     void *ctx;
-    char label[400]; /* for log lines */
+    const char *outcome; /* for the log line, when the tunnel was answered early */
+    char label[400];     /* for log lines */
 };
 
 tunnel_pipe *pipe_new(hbone_conn *conn, int32_t tunnel, pipe_done_fn done, void *ctx);
@@ -44,9 +50,11 @@ tunnel_pipe *pipe_new(hbone_conn *conn, int32_t tunnel, pipe_done_fn done, void 
 int pipe_attach(tunnel_pipe *p, int in_fd, int out_fd);
 /* No fds: echo the tunnel's bytes back. */
 void pipe_attach_echo(tunnel_pipe *p);
-/* Dial @p address ("ip:port") for this tunnel; @p dialed reports the end
- * of it, then pipe_attach() is implied on success. */
-int pipe_dial(tunnel_pipe *p, const char *address, size_t len, pipe_dialed_fn dialed);
+/* Dial @p address ("ip:port") for this tunnel, giving up after @p timeout_ms;
+ * @p dialed reports the end of it, then pipe_attach() is implied on success.
+ * Returns 0, or an error with nothing dialing (and @p dialed never called). */
+int pipe_dial(tunnel_pipe *p, const char *address, size_t len, int timeout_ms,
+              pipe_dialed_fn dialed);
 
 /* hbone callbacks that find the pipe through the tunnel's user data. */
 void pipe_on_data(hbone_conn *conn, int32_t tunnel, const uint8_t *data, size_t len, void *user);

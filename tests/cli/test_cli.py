@@ -67,14 +67,16 @@ class Server:
             time.sleep(0.02)
         return [l for l in self.lines if re.search(pattern, l)]
 
-    def wait_refusals(self, count, timeout=10.0):
-        """Waits until the log accounts for `count` refused connections, each
-        in a line of its own or in an "N more" line; returns both tallies."""
+    def wait_refusals(self, count, timeout=10.0, what="connections"):
+        """Waits until the log accounts for `count` refused connections (or
+        CONNECTs), each in a line of its own or in an "N more" line; returns
+        both tallies."""
         deadline = time.monotonic() + timeout
+        single = "(limit), refusing CONNECT" if what == "CONNECTs" else "(limit), refusing"
         while True:
-            logged = sum(1 for l in self.lines if "(limit), refusing" in l)
+            logged = sum(1 for l in self.lines if single in l)
             counted = sum(int(m.group(1)) for l in self.lines
-                          for m in [re.search(r"(\d+) more connections refused", l)] if m)
+                          for m in [re.search(r"(\d+) more " + what + " refused", l)] if m)
             if logged + counted >= count or time.monotonic() > deadline:
                 return logged, counted
             time.sleep(0.02)
@@ -96,6 +98,30 @@ def connect(port, authority, data, host="127.0.0.1", expect=SERVER_ID, leaf="cli
     return subprocess.run([HBONE, "connect", "--peer", peer, "--authority", authority,
                            "--expect-id", expect] + tls(leaf) + list(extra),
                           input=data, capture_output=True, timeout=timeout)
+
+
+def timed_connect(port, authority, timeout):
+    """`hbone connect` with nothing to send, timed; one that outlasts `timeout`
+    is killed and reported with returncode None (a check then fails, rather
+    than the whole run)."""
+    start = time.monotonic()
+    try:
+        r = connect(port, authority, b"", timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        r = subprocess.CompletedProcess(e.cmd, None, e.stdout or b"", e.stderr or b"")
+    return r, time.monotonic() - start
+
+
+def wait_exit(proc, timeout):
+    """Waits for a process, killing it after `timeout`; returns its exit code
+    (None if killed) and its stderr."""
+    try:
+        _, err = proc.communicate(timeout=timeout)
+        return proc.returncode, err
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        _, err = proc.communicate()
+        return None, err
 
 
 def fd_count(pid):
@@ -218,6 +244,44 @@ def free_port():
     return port
 
 
+class BlackHole:
+    """A loopback address where a connect hangs, without root or firewall
+    rules: a listener with a backlog of 0 that never accepts, its accept queue
+    filled by one connection. Linux drops SYNs to a listener whose queue is
+    full, and the dialer retransmits them for about two minutes."""
+
+    def __init__(self):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(0)
+        self.port = self.lsock.getsockname()[1]
+        self.authority = f"127.0.0.1:{self.port}"
+        self.filler = socket.create_connection(("127.0.0.1", self.port), timeout=5)
+
+    def holds(self, wait=0.3):
+        """Whether a connect to it is still pending after `wait` seconds."""
+        probe = socket.socket()
+        probe.settimeout(wait)
+        try:
+            probe.connect(("127.0.0.1", self.port))
+            return False
+        except socket.timeout:
+            return True
+        finally:
+            probe.close()
+
+    def close(self):
+        self.filler.close()
+        self.lsock.close()
+
+    def dials(self):
+        """Connects into it in progress on this host (SYN_SENT): serve's dials."""
+        remote = f"0100007F:{self.port:04X}"
+        with open("/proc/net/tcp") as f:
+            return sum(1 for line in f.readlines()[1:]
+                       if line.split()[2] == remote and line.split()[3] == "02")
+
+
 def main():
     subprocess.run(["bash", GEN_PKI, PKI], check=True, stdout=subprocess.DEVNULL)
     payload = os.urandom(3 << 20)
@@ -250,6 +314,85 @@ def main():
     check("serve logs the failed dial", bool(srv.wait_lines(r"outcome=dial-failed-503")))
     check_recovered(srv, "an upstream that refuses", f"127.0.0.1:{upstream}")
     srv.stop()
+
+    # An upstream that never answers (a black hole): the dial is abandoned at
+    # --dial-timeout, its socket closed, the tunnel answered 503.
+    hole = BlackHole()
+    check("the black hole (backlog 0, accept queue full) holds a connect", hole.holds())
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--dial-timeout", "500"] + tls("server"))
+    r, took = timed_connect(srv.port, hole.authority, timeout=10)
+    check("--dial-timeout 500: a dial into a black hole is answered 503 after about 0.5 s",
+          r.returncode == 4 and b"answered 503" in r.stderr and 0.5 <= took < 5,
+          f"{r.returncode} after {took:.2f} s: {r.stderr.decode()}")
+    lines = srv.wait_lines(r"outcome=")
+    m = re.search(r"duration=(\d+)ms outcome=dial-timeout-503$", lines[0]) if lines else None
+    check("--dial-timeout 500: serve logs the timeout",
+          len(lines) == 1 and f"authority={hole.authority} " in lines[0] and m is not None
+          and int(m.group(1)) >= 500, str(lines))
+    check_recovered(srv, "--dial-timeout 500", f"127.0.0.1:{upstream}")
+    srv.stop()
+
+    # A cap on dials in progress: with two pending, a third CONNECT is
+    # answered 503 at once, without dialing.
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--max-dials", "2", "--dial-timeout", "2000"]
+                 + tls("server"))
+    pending = [subprocess.Popen(
+        [HBONE, "connect", "--peer", f"127.0.0.1:{srv.port}", "--authority", hole.authority,
+         "--expect-id", SERVER_ID] + tls("client"),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(2)]
+    dialing = wait_until(lambda: hole.dials() == 2)
+    r, took = timed_connect(srv.port, hole.authority, timeout=10)
+    check("--max-dials 2: with two dials pending, a third CONNECT is answered 503 at once",
+          dialing and r.returncode == 4 and b"answered 503" in r.stderr and took < 1.0,
+          f"{dialing} (2 dialing before), {r.returncode} after {took:.2f} s: {r.stderr.decode()}")
+    lines = srv.wait_lines(r"dials pending")
+    check("--max-dials 2: the refusal is logged, naming the limit and the peer",
+          len(lines) == 1 and re.fullmatch(
+              r"hbone serve: 2 dials pending \(limit\), refusing CONNECT "
+              + re.escape(hole.authority) + " from " + re.escape(CLIENT_ID)
+              + r" \(127\.0\.0\.1:\d+\)\n", lines[0]) is not None, str(lines))
+    results_pending = [wait_exit(p, timeout=10) for p in pending]
+    check("--max-dials 2: the two pending dials time out, answered 503",
+          all(code == 4 and b"answered 503" in err for code, err in results_pending),
+          str(results_pending))
+    lines = srv.wait_lines(r"outcome=", count=2)
+    check("--max-dials 2: serve logs the two timeouts, and no tunnel for the refused CONNECT",
+          len(lines) == 2 and all("outcome=dial-timeout-503" in l for l in lines), str(lines))
+    check_recovered(srv, "--max-dials 2, after the dials timed out", f"127.0.0.1:{upstream}")
+    srv.stop()
+
+    # Many CONNECTs to the black hole on one connection (hbone forward opens a
+    # tunnel per local connection): two dial, the rest are refused at once,
+    # logged once and then counted, and serve holds no socket for them. When
+    # the connection goes, its dialing tunnels close, and their sockets and
+    # dial slots go with them, long before the dial timeout.
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--max-dials", "2", "--dial-timeout", "60000"]
+                 + tls("server"))
+    fwd = Server(["forward", "--listen", "127.0.0.1:0", "--peer", f"127.0.0.1:{srv.port}",
+                  "--authority", hole.authority, "--expect-id", SERVER_ID] + tls("client"))
+    local = [socket.create_connection(("127.0.0.1", fwd.port)) for _ in range(20)]
+    answered = fwd.wait_lines(r"answered 503", count=18)
+    check("a CONNECT flood into a black hole: beyond --max-dials 2, each is answered 503 at once",
+          len(answered) == 18 and hole.dials() == 2, f"{len(answered)} answered 503, "
+          f"{hole.dials()} dialing")
+    logged, counted = srv.wait_refusals(18, what="CONNECTs")
+    check("a CONNECT flood into a black hole: the refusals are logged in part, the rest counted",
+          logged + counted == 18 and 1 <= logged < 18, f"{logged} lines, {counted} counted")
+    n = fd_count(srv.proc.pid)
+    check("a CONNECT flood into a black hole: serve holds one socket per dial, no more",
+          n == srv.fd_baseline + 1 + 2, f"{n} open, baseline {srv.fd_baseline} + 1 connection")
+    fwd.stop()
+    for s in local:
+        s.close()
+    lost = srv.wait_lines(r"outcome=connection-lost", count=2)
+    check("a CONNECT flood into a black hole: the dialing tunnels close with their connection",
+          len(lost) == 2 and all(f"authority={hole.authority} " in l for l in lost),
+          f"{len(lost)} lines: {lost[:2]}")
+    check_recovered(srv, "a CONNECT flood into a black hole, its connection gone",
+                    f"127.0.0.1:{upstream}")
+    srv.stop()
+    hole.close()
 
     srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo",
                   "--allow", "spiffe://cluster.local/ns/default/sa/someone-else"] + tls("server"))
@@ -463,7 +606,10 @@ def main():
                        capture_output=True)
     check("a host name is not a listen address", r.returncode == 2 and b"localhost" in r.stderr)
     for flag, value in (("--max-handshakes", "0"), ("--max-connections", "abc"),
-                        ("--max-handshakes", "-1"), ("--max-connections", "99999999999")):
+                        ("--max-handshakes", "-1"), ("--max-connections", "99999999999"),
+                        ("--max-dials", "0"), ("--max-dials", "-2"), ("--max-dials", "1e3"),
+                        ("--dial-timeout", "0"), ("--dial-timeout", "1.5"),
+                        ("--dial-timeout", "10s"), ("--dial-timeout", "99999999999")):
         r = subprocess.run([HBONE, "serve", flag, value], capture_output=True)
         check(f"serve {flag} {value} is refused, naming the flag",
               r.returncode == 2 and f"{flag} {value}: expected a positive integer".encode()
@@ -471,9 +617,14 @@ def main():
     r = subprocess.run([HBONE, "connect", "--max-connections", "1"], capture_output=True)
     check("--max-connections is serve's alone",
           r.returncode == 2 and b"--max-connections does not apply" in r.stderr)
+    for flag in ("--max-dials", "--dial-timeout"):
+        r = subprocess.run([HBONE, "forward", flag, "5"], capture_output=True)
+        check(f"{flag} is serve's alone",
+              r.returncode == 2 and flag.encode() + b" does not apply" in r.stderr)
     r = subprocess.run([HBONE, "serve", "--help"], capture_output=True)
     check("hbone serve --help names the limits",
-          b"--max-handshakes N" in r.stdout and b"--max-connections N" in r.stdout)
+          b"--max-handshakes N" in r.stdout and b"--max-connections N" in r.stdout
+          and b"--max-dials N" in r.stdout and b"--dial-timeout MS" in r.stdout)
     for command in ("serve", "connect", "forward"):
         r = subprocess.run([HBONE, command, "--help"], capture_output=True)
         check(f"hbone {command} --help", r.returncode == 0 and b"usage: hbone " + command.encode()
