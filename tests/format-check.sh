@@ -4,6 +4,7 @@
 set -euo pipefail
 cd "$1"
 shopt -s nullglob
-files=(include/hbone/*.h lib/*/*.[ch] tests/*/*.[ch] examples/*.c fuzz/*.[ch])
+files=(include/hbone/*.h lib/*/*.[ch] tests/*/*.[ch] examples/*.c examples/*/*.[ch] bench/*.[ch]
+       fuzz/*.[ch])
 clang-format --dry-run -Werror "${files[@]}"
 echo "ok: ${#files[@]} files formatted as .clang-format says"
