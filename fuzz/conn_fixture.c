@@ -181,8 +181,12 @@ void cf_configure(hbone_config *cfg, uint8_t flags)
     FUZZ_CHECK(hbone_config_set_handshake_timeout(cfg, 0) == 0);
     /* Keepalive off unless asked for: ztunnel's 10 s would rarely fire. */
     FUZZ_CHECK(hbone_config_set_keepalive(cfg, flags & 0x01 ? 1000 : 0, 2000) == 0);
+    /* The idle and stall timeouts together, short enough to fire; off
+     * otherwise (a stall timeout of 5 minutes would end some programs'
+     * connections after a long clock jump with output left unmoved). */
     if (flags & 0x02)
         FUZZ_CHECK(hbone_config_set_idle_timeout(cfg, 500) == 0);
+    FUZZ_CHECK(hbone_config_set_stall_timeout(cfg, flags & 0x02 ? 2000 : 0) == 0);
     if (flags & 0x04) {
         /* Small windows and frames: flow control and framing limits are
          * reached with inputs of a few kilobytes. */

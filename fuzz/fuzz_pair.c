@@ -66,7 +66,7 @@ struct pair {
     cf_rng rng;
     uint64_t now;
     int disrupted; /* something was scripted that may legitimately cut data */
-    int timers;    /* keepalive or idle timeout configured */
+    int timers;    /* keepalive, idle and stall timeouts configured */
     /* Bytes in flight: [0] to the server, [1] to the client. */
     uint8_t *q[2];
     size_t qlen[2], qcap[2];
