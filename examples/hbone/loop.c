@@ -11,6 +11,7 @@
 static watcher **watchers;
 static size_t n_watchers, cap_watchers;
 static int stopped, status;
+static int dispatching; /* watchers[] is being walked: removals leave a NULL */
 
 int loop_add(watcher *w)
 {
@@ -24,6 +25,31 @@ int loop_add(watcher *w)
     }
     watchers[n_watchers++] = w;
     return 0;
+}
+
+/* Compact away the removed ones, keeping the order. */
+static void compact(void)
+{
+    size_t kept = 0;
+    for (size_t i = 0; i < n_watchers; i++) {
+        if (watchers[i])
+            watchers[kept++] = watchers[i];
+    }
+    n_watchers = kept;
+}
+
+void loop_remove(watcher *w)
+{
+    for (size_t i = 0; i < n_watchers; i++) {
+        if (watchers[i] == w) {
+            watchers[i] = NULL;
+            if (w->release)
+                w->release(w);
+            break;
+        }
+    }
+    if (!dispatching)
+        compact();
 }
 
 void loop_stop(int code)
@@ -64,21 +90,19 @@ void loop_run(void)
             exit(1);
         }
         now = hbone_io_now_ms();
+        dispatching = 1;
         for (size_t i = 0; i < n && !stopped; i++) {
             watcher *w = watchers[i];
+            if (!w)
+                continue; /* removed by another watcher's handler */
             if (w->handle(w, fds[i].revents, now) < 0) {
                 watchers[i] = NULL;
                 if (w->release)
                     w->release(w);
             }
         }
-        /* Compact away the removed ones, keeping the order. */
-        size_t kept = 0;
-        for (size_t i = 0; i < n_watchers; i++) {
-            if (watchers[i])
-                watchers[kept++] = watchers[i];
-        }
-        n_watchers = kept;
+        dispatching = 0;
+        compact();
     }
     free(fds);
 }

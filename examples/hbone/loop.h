@@ -20,6 +20,9 @@ struct watcher {
 };
 
 int loop_add(watcher *w);
+/* Take @p w out of the loop and release it, also from another watcher's
+ * handler (its own handler returns -1 instead). */
+void loop_remove(watcher *w);
 /* Run until loop_stop() or no watchers remain. */
 void loop_run(void);
 void loop_stop(int status);

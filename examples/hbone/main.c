@@ -131,6 +131,14 @@ static hbone_config *load_config(const struct options *o)
 
 /* --- one HBONE connection in the loop -------------------------------------- */
 
+struct conn_watch;
+
+/* Server connections still in their TLS handshake, oldest first: the ones
+ * to close when the handshake limit is reached (serve_accepted). */
+struct handshake_queue {
+    struct conn_watch *oldest, *newest;
+};
+
 struct conn_watch {
     watcher w;
     hbone_conn *conn; /* its user data is this watcher */
@@ -138,7 +146,39 @@ struct conn_watch {
     const struct options *o;
     void *app; /* the command's state */
     void (*on_closed)(struct conn_watch *cw);
+    struct handshake_queue *queue; /* the one it is on, else NULL */
+    struct conn_watch *older, *newer;
 };
+
+static void queue_push(struct handshake_queue *q, struct conn_watch *cw)
+{
+    cw->queue = q;
+    cw->older = q->newest;
+    cw->newer = NULL;
+    if (q->newest)
+        q->newest->newer = cw;
+    else
+        q->oldest = cw;
+    q->newest = cw;
+}
+
+/* Off its queue, if on one. */
+static void queue_remove(struct conn_watch *cw)
+{
+    struct handshake_queue *q = cw->queue;
+    if (!q)
+        return;
+    if (cw->older)
+        cw->older->newer = cw->newer;
+    else
+        q->oldest = cw->newer;
+    if (cw->newer)
+        cw->newer->older = cw->older;
+    else
+        q->newest = cw->older;
+    cw->queue = NULL;
+    cw->older = cw->newer = NULL;
+}
 
 static short conn_events(watcher *w, uint64_t now, int *timeout_ms)
 {
@@ -160,9 +200,13 @@ static int conn_handle(watcher *w, short revents, uint64_t now)
     return -1;
 }
 
+/* Whatever ended it (the peer, a failure, an eviction), nothing of the
+ * connection outlives this: its socket, its place among the handshakes, and
+ * its slot in the library's counts (given back by hbone_conn_del). */
 static void conn_release(watcher *w)
 {
     struct conn_watch *cw = w->ctx;
+    queue_remove(cw);
     hbone_io_del(cw->io);
     hbone_conn_del(cw->conn);
     free(cw);
@@ -358,7 +402,8 @@ struct serve_state {
     unsigned max_open, max_handshaking;
     unsigned dials, max_dials; /* upstream connects in progress */
     int dial_timeout_ms;
-    struct refusals connections, connects;
+    struct refusals connections, connects, evictions;
+    struct handshake_queue handshaking;
 };
 
 /* Whether to log a refusal now; if not, it is counted for the log timer. */
@@ -426,6 +471,7 @@ static short log_timer_events(watcher *w, uint64_t now, int *timeout_ms)
     struct serve_state *s = w->ctx;
     refusals_due(&s->connections, now, timeout_ms);
     refusals_due(&s->connects, now, timeout_ms);
+    refusals_due(&s->evictions, now, timeout_ms);
     return 0;
 }
 
@@ -435,6 +481,7 @@ static int log_timer_handle(watcher *w, short revents, uint64_t now)
     struct serve_state *s = w->ctx;
     report_refusals(&s->connections, now);
     report_refusals(&s->connects, now);
+    report_refusals(&s->evictions, now);
     return 0;
 }
 
@@ -577,15 +624,57 @@ static int listener_handle(watcher *w, short revents, uint64_t now)
     return 0;
 }
 
-/* The library counts and refuses (hbone_config_set_server_limits); the log
- * says which limit it was. */
+/*
+ * The handshake limit is reached: close the connection that has been in its
+ * handshake longest, to admit the one on @p fd. Refusing newcomers instead
+ * would let a few silent sockets, renewed as the handshake timeout closes
+ * them, lock every client out. Evicting, such sockets only push each other
+ * out, and a client that completes its handshake promptly gets in. The
+ * oldest goes: it has proved nothing, and has had the longest to.
+ */
+static void evict_oldest(struct serve_state *s, int fd, uint32_t handshakes)
+{
+    struct conn_watch *oldest = s->handshaking.oldest;
+    if (refusal_logged(&s->evictions)) {
+        char from[INET6_ADDRSTRLEN + 8], to[INET6_ADDRSTRLEN + 8];
+        peer_address(oldest->w.fd, from, sizeof(from));
+        peer_address(fd, to, sizeof(to));
+        fprintf(stderr,
+                "hbone serve: %u handshakes pending (limit), closing the oldest from %s to admit "
+                "%s\n",
+                handshakes, from, to);
+    }
+    loop_remove(&oldest->w); /* conn_release: the socket and the slot go now */
+}
+
+/* The handshake completed: the peer is verified, no longer one to evict. */
+static void serve_handshake(hbone_conn *conn, void *user)
+{
+    (void)conn;
+    queue_remove(user);
+}
+
+/* The library counts and refuses (hbone_config_set_server_limits); serve
+ * evicts when the handshake limit is the one reached, and otherwise says
+ * which limit refused. The connection limit is not met by eviction: the
+ * connections it counts may be verified peers with live tunnels. */
 static void serve_accepted(struct listener *l, int fd)
 {
     struct serve_state *s = l->app;
     struct conn_watch *cw;
+    uint32_t handshakes, open;
     int r = start_conn(&cw, 1, fd, l->cfg, l->cbs, l->o, s);
     if (r == HBONE_ERR_LIMIT) {
-        uint32_t handshakes, open;
+        hbone_config_server_load(l->cfg, &handshakes, &open);
+        /* With both limits reached, an eviction frees a slot of each. */
+        if (handshakes >= s->max_handshaking && s->handshaking.oldest) {
+            evict_oldest(s, fd, handshakes);
+            r = start_conn(&cw, 1, fd, l->cfg, l->cbs, l->o, s);
+        }
+    }
+    if (r == 0) {
+        queue_push(&s->handshaking, cw);
+    } else if (r == HBONE_ERR_LIMIT) {
         hbone_config_server_load(l->cfg, &handshakes, &open);
         if (handshakes >= s->max_handshaking)
             refuse(s, fd, handshakes, "handshakes pending");
@@ -638,6 +727,7 @@ static int cmd_serve(const struct options *o)
     s.dial_timeout_ms = o->dial_timeout_ms ? (int)o->dial_timeout_ms : DEFAULT_DIAL_TIMEOUT_MS;
     s.connections.what = "connections refused (limits)";
     s.connects.what = "CONNECTs refused (dial limit)";
+    s.evictions.what = "pending handshakes closed for newer ones (limit)";
     s.log_timer = (watcher){-1, log_timer_events, log_timer_handle, NULL, &s};
     loop_add(&s.log_timer);
     static struct listener l;
@@ -648,6 +738,7 @@ static int cmd_serve(const struct options *o)
         exit(1);
     l.cbs = pipe_callbacks();
     hbone_callbacks_set_tunnel_request(l.cbs, serve_request);
+    hbone_callbacks_set_handshake(l.cbs, serve_handshake);
     l.accepted = serve_accepted;
     int port = listen_on(&l, o->listen);
     fprintf(stderr, "hbone serve: listening on %s (port %d) as %s%s\n", o->listen, port,
@@ -818,9 +909,10 @@ static const char usage_serve[] =
     "Terminate HBONE: authorize each CONNECT (--allow: only these peers, 401 otherwise),\n"
     "then dial its authority and pipe bytes both ways (503 if the dial fails), or with\n"
     "--echo send the tunnel's bytes back. One log line per tunnel on stderr.\n"
-    "At most --max-handshakes connections (default 128) may be in the TLS handshake, and\n"
-    "--max-connections (default 1024) open in all; beyond either, a new connection is\n"
-    "closed at once and logged (one line a second at most, then a count of the rest).\n"
+    "At most --max-handshakes connections (default 128) may be in the TLS handshake: a\n"
+    "new one beyond that closes the one that has been in its handshake longest. At most\n"
+    "--max-connections (default 1024) may be open in all: beyond that a new connection\n"
+    "is closed at once. Both are logged (one line a second at most, then a count).\n"
     "A dial not connected within --dial-timeout ms (default 10000) is abandoned and\n"
     "answered 503; with --max-dials dials (default 256) in progress, a further CONNECT\n"
     "is answered 503 at once, without dialing, and logged the same way.\n";

@@ -71,12 +71,20 @@ class Server:
         """Waits until the log accounts for `count` refused connections (or
         CONNECTs), each in a line of its own or in an "N more" line; returns
         both tallies."""
-        deadline = time.monotonic() + timeout
         single = "(limit), refusing CONNECT" if what == "CONNECTs" else "(limit), refusing"
+        return self.wait_tally(single, r"(\d+) more " + what + " refused", count, timeout)
+
+    def wait_evictions(self, count, timeout=10.0):
+        """The same for pending handshakes closed to admit newer connections."""
+        return self.wait_tally("(limit), closing the oldest from",
+                               r"(\d+) more pending handshakes closed for newer ones", count,
+                               timeout)
+
+    def wait_tally(self, single, more, count, timeout):
+        deadline = time.monotonic() + timeout
         while True:
             logged = sum(1 for l in self.lines if single in l)
-            counted = sum(int(m.group(1)) for l in self.lines
-                          for m in [re.search(r"(\d+) more " + what + " refused", l)] if m)
+            counted = sum(int(m.group(1)) for l in self.lines for m in [re.search(more, l)] if m)
             if logged + counted >= count or time.monotonic() > deadline:
                 return logged, counted
             time.sleep(0.02)
@@ -126,6 +134,15 @@ def wait_exit(proc, timeout):
 
 def fd_count(pid):
     return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def closed_by_peer(sock):
+    """Whether a socket that polled readable was closed by the other end
+    (FIN or RST), rather than sent data."""
+    try:
+        return sock.recv(1) == b""
+    except ConnectionResetError:
+        return True
 
 
 def wait_until(condition, timeout=10.0):
@@ -470,24 +487,59 @@ def main():
     codes = [h.close() for h in held]
     check("--max-handshakes 2: the tunnels end cleanly, the bad client is refused",
           codes == [0, 0] and r.returncode == 3, f"{codes} {r.returncode}")
-    # Two sockets that never send a byte hold both slots.
+    # Two sockets that never send a byte hold both slots: a new connection
+    # closes the one pending longest and is served. A verified connection is
+    # never one to close: a tunnel stays up through it all. (Once the last
+    # connections have gone, so that none of them is taken for a silent one.)
+    held = HeldTunnel(srv.port)
+    first = held.echo(b"held")
+    wait_until(lambda: fd_count(srv.proc.pid) == srv.fd_baseline + 1)
     idle = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(2)]
-    r, tries = connect_until(srv.port, refused=True)
-    check("--max-handshakes 2: with two handshakes pending, hbone connect is refused, saying how",
-          r.returncode == 3 and REFUSED_IN_HANDSHAKE in r.stderr,
-          f"{tries} tries, last: {r.returncode} {r.stderr}")
+    r = connect(srv.port, "10.0.0.2:80", b"evicts")
+    check("--max-handshakes 2: with two handshakes pending, hbone connect is still served",
+          r.returncode == 0 and r.stdout == b"evicts", f"{r.returncode} {r.stderr.decode()}")
+    readable, _, _ = select.select(idle, [], [], 2)
+    check("--max-handshakes 2: the silent socket pending longest sees its connection closed, "
+          "the other does not", readable == [idle[0]] and closed_by_peer(idle[0]), str(readable))
     lines = srv.wait_lines(r"handshakes pending")
-    check("--max-handshakes 2: the refusal is logged, naming the limit and the peer",
-          len(lines) == 1 and re.fullmatch(
-              r"hbone serve: 2 handshakes pending \(limit\), refusing 127\.0\.0\.1:\d+\n",
-              lines[0]) is not None, str(lines))
+    m = lines and re.fullmatch(r"hbone serve: 2 handshakes pending \(limit\), closing the oldest "
+                               r"from 127\.0\.0\.1:(\d+) to admit 127\.0\.0\.1:(\d+)\n",
+                               lines[0])
+    idle_ports = [s.getsockname()[1] for s in idle]
+    check("--max-handshakes 2: the eviction is logged, naming the limit and both peers",
+          len(lines) == 1 and m and int(m.group(1)) == idle_ports[0]
+          and int(m.group(2)) not in idle_ports, f"{lines}, silent sockets on {idle_ports}")
+    check("--max-handshakes 2: the verified connection's tunnel carries on",
+          first == b"held" and held.echo(b"still") == b"still" and held.close() == 0)
     for s in idle:
         s.close()
-    r, tries = connect_until(srv.port, refused=False)
-    check("--max-handshakes 2: the slots free when the idle sockets close",
-          r.returncode == 0 and r.stdout == b"limits",
-          f"{tries} tries, last: {r.returncode} {r.stderr.decode()}")
     check_recovered(srv, "--max-handshakes 2")
+    srv.stop()
+
+    # A flood of silent sockets evicts itself: of 20, the newest two hold the
+    # slots, and a client after them takes one and is served at once. The
+    # evictions are logged one line a second at most, the rest counted.
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo", "--max-handshakes", "2"]
+                 + tls("server"))
+    flood = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(20)]
+    start = time.monotonic()
+    r = connect(srv.port, "10.0.0.2:80", b"legitimate", timeout=10)
+    took = time.monotonic() - start
+    check("--max-handshakes 2, 20 silent sockets: a client is served within 2 s",
+          r.returncode == 0 and r.stdout == b"legitimate" and took < 2,
+          f"{r.returncode} after {took:.2f} s: {r.stderr.decode()}")
+    wait_until(lambda: len(select.select(flood, [], [], 0)[0]) >= 19, timeout=5)
+    readable = select.select(flood, [], [], 0)[0]
+    check("--max-handshakes 2, 20 silent sockets: all but the newest are closed",
+          readable == flood[:19] and all(closed_by_peer(s) for s in readable),
+          f"{len(readable)} closed, the newest among them: {flood[-1] in readable}")
+    logged, counted = srv.wait_evictions(19)
+    check("--max-handshakes 2, 20 silent sockets: the evictions are logged in part, the rest "
+          "counted", logged + counted == 19 and 1 <= logged < 19,
+          f"{logged} lines, {counted} counted")
+    for s in flood:
+        s.close()
+    check_recovered(srv, "--max-handshakes 2, 20 silent sockets")
     srv.stop()
 
     srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo", "--max-connections", "1"]
@@ -512,13 +564,19 @@ def main():
     srv.stop()
 
     # A flood of refusals: one log line a second at most, then a count of the
-    # rest. Of 21 silent sockets one takes the only slot; 20 are refused.
-    srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo", "--max-handshakes", "1"]
+    # rest. Of 21 silent sockets one takes the only slot; 20 are refused. The
+    # connection limit is not met by eviction, even when what holds it is a
+    # pending handshake: those are the handshake limit's to evict.
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo", "--max-connections", "1"]
                  + tls("server"))
     flood = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(21)]
     logged, counted = srv.wait_refusals(20)
     check("a flood of refusals is logged in part, and the rest counted",
           logged + counted == 20 and 1 <= logged < 20, f"{logged} lines, {counted} counted")
+    readable, _, _ = select.select(flood, [], [], 0)
+    check("a flood of refusals: the first connection keeps the only slot, none is evicted",
+          flood[0] not in readable and not srv.wait_lines("closing the oldest", timeout=0),
+          f"{len(readable)} closed, the first among them: {flood[0] in readable}")
     for s in flood:
         s.close()
     check_recovered(srv, "a flood of refusals")
