@@ -18,6 +18,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <ifaddrs.h>
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -386,6 +387,13 @@ static int32_t open_tunnel(struct conn_watch *cw)
 #define DEFAULT_DIAL_TIMEOUT_MS 10000
 #define REFUSAL_LOG_INTERVAL_MS 1000
 
+/* An IP address, as a dial would reach it (see targets_self). */
+struct host_addr {
+    int family; /* AF_INET or AF_INET6 */
+    struct in_addr v4;
+    struct in6_addr v6;
+};
+
 /* Refusals come in floods (that is what the limits are for): at most one a
  * second is logged, and the log timer reports how many were left out. */
 struct refusals {
@@ -404,6 +412,9 @@ struct serve_state {
     int dial_timeout_ms;
     struct refusals connections, connects, evictions;
     struct handshake_queue handshaking;
+    struct host_addr self; /* the listening address */
+    int self_any;          /* it is 0.0.0.0 or [::]: every address of the host */
+    uint16_t self_port;
 };
 
 /* Whether to log a refusal now; if not, it is counted for the log timer. */
@@ -533,6 +544,76 @@ static int allowed(const struct options *o, const hbone_spiffe_id *peer)
     return 0;
 }
 
+/* Whether @p a is one of this host's addresses (getifaddrs); -1 if they
+ * cannot be read. */
+static int host_has(const struct host_addr *a)
+{
+    struct ifaddrs *list;
+    if (getifaddrs(&list) < 0)
+        return -1;
+    int found = 0;
+    for (struct ifaddrs *i = list; i && !found; i = i->ifa_next) {
+        if (!i->ifa_addr || i->ifa_addr->sa_family != a->family)
+            continue;
+        if (a->family == AF_INET)
+            found = ((struct sockaddr_in *)i->ifa_addr)->sin_addr.s_addr == a->v4.s_addr;
+        else
+            found = IN6_ARE_ADDR_EQUAL(&((struct sockaddr_in6 *)i->ifa_addr)->sin6_addr, &a->v6);
+    }
+    freeifaddrs(list);
+    return found;
+}
+
+/*
+ * Whether dialing @p host:@p port would connect serve to its own listener.
+ * A peer asking for that makes serve spend two sockets (the dial and the
+ * connection it then accepts from itself) and a handshake slot per CONNECT,
+ * for as long as the tunnel lasts, while the peer spends one stream; and the
+ * bytes it sends go on into serve's own TLS port. Returns 1, 0, or -1 when
+ * the host's addresses cannot be read.
+ *
+ * The address is taken the way the kernel will route the connect: an
+ * IPv4-mapped IPv6 address dials IPv4, and Linux connects 0.0.0.0 to
+ * 127.0.0.1 and :: to ::1. A listener on 0.0.0.0 or [::] is reached through
+ * every address of the host: all of loopback (127.0.0.0/8, ::1) and the
+ * addresses of its interfaces, read at each such CONNECT since they change.
+ * IPv6 listeners are IPv6-only (hbone_io_listen), so families must match.
+ */
+static int targets_self(const struct serve_state *s, const char *host, size_t host_len,
+                        uint16_t port)
+{
+    if (port != s->self_port)
+        return 0; /* the cheap test first: most CONNECTs stop here */
+    char text[INET6_ADDRSTRLEN];
+    struct host_addr a = {0};
+    if (host_len >= sizeof(text))
+        return 0; /* no address: the dial fails on its own */
+    memcpy(text, host, host_len);
+    text[host_len] = '\0';
+    if (inet_pton(AF_INET, text, &a.v4) == 1)
+        a.family = AF_INET;
+    else if (inet_pton(AF_INET6, text, &a.v6) == 1)
+        a.family = AF_INET6;
+    else
+        return 0;
+    if (a.family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&a.v6)) {
+        a.family = AF_INET;
+        memcpy(&a.v4, &a.v6.s6_addr[12], sizeof(a.v4));
+    }
+    if (a.family == AF_INET && a.v4.s_addr == htonl(INADDR_ANY))
+        a.v4.s_addr = htonl(INADDR_LOOPBACK);
+    else if (a.family == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&a.v6))
+        a.v6 = in6addr_loopback;
+    if (a.family != s->self.family)
+        return 0;
+    if (!s->self_any)
+        return a.family == AF_INET ? a.v4.s_addr == s->self.v4.s_addr
+                                   : IN6_ARE_ADDR_EQUAL(&a.v6, &s->self.v6);
+    if (a.family == AF_INET ? (ntohl(a.v4.s_addr) >> 24) == 127 : IN6_IS_ADDR_LOOPBACK(&a.v6))
+        return 1;
+    return host_has(&a);
+}
+
 static void serve_request(hbone_conn *conn, int32_t tunnel, const char *host, size_t host_len,
                           uint16_t port, int kind, void *user)
 {
@@ -543,9 +624,12 @@ static void serve_request(hbone_conn *conn, int32_t tunnel, const char *host, si
     char authority[HBONE_AUTHORITY_MAX];
     hbone_authority_format(host, host_len, port, authority, sizeof(authority), NULL);
     int ok = allowed(cw->o, hbone_conn_peer_id(conn));
+    /* Only a dial can loop back: --echo dials nothing. */
+    int self = ok && !cw->o->echo ? targets_self(s, host, host_len, port) : 0;
     /* Checked before anything is spent on the tunnel; a peer that is not
-     * allowed learns that (401) rather than how busy the server is. */
-    if (ok && !cw->o->echo && s->dials >= s->max_dials) {
+     * allowed learns that (401) rather than how busy the server is, and a
+     * CONNECT to serve itself is refused for what it is (403), busy or not. */
+    if (ok && !self && !cw->o->echo && s->dials >= s->max_dials) {
         refuse_dial(s, conn, cw->w.fd, authority);
         hbone_conn_tunnel_reject(conn, tunnel, 503);
         return;
@@ -559,6 +643,21 @@ static void serve_request(hbone_conn *conn, int32_t tunnel, const char *host, si
     if (!ok) {
         p->outcome = "denied-401";
         hbone_conn_tunnel_reject(conn, tunnel, 401);
+        return;
+    }
+    /* 403: the peer is allowed (401 is about who asks) and the authority is
+     * well formed (400), and nothing is busy or failing (503): asking again
+     * cannot help, the server understood and will not. */
+    if (self > 0) {
+        p->outcome = "self-403";
+        hbone_conn_tunnel_reject(conn, tunnel, 403);
+        return;
+    }
+    /* Not knowing the host's addresses (out of descriptors, most likely: a
+     * dial would fail for the same reason), it does not risk the dial. */
+    if (self < 0) {
+        p->outcome = "dial-failed-503";
+        hbone_conn_tunnel_reject(conn, tunnel, 503);
         return;
     }
     if (cw->o->echo) {
@@ -716,6 +815,29 @@ static hbone_callbacks *pipe_callbacks(void)
     return cbs;
 }
 
+/* Where serve listens, for targets_self. */
+static void listening_address(struct serve_state *s, int fd)
+{
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0) {
+        fprintf(stderr, "hbone serve: getsockname: %s\n", strerror(errno));
+        exit(1);
+    }
+    s->self.family = ss.ss_family;
+    if (ss.ss_family == AF_INET) {
+        struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+        s->self.v4 = sin->sin_addr;
+        s->self_any = sin->sin_addr.s_addr == htonl(INADDR_ANY);
+        s->self_port = ntohs(sin->sin_port);
+    } else {
+        struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+        s->self.v6 = sin6->sin6_addr;
+        s->self_any = IN6_IS_ADDR_UNSPECIFIED(&sin6->sin6_addr);
+        s->self_port = ntohs(sin6->sin6_port);
+    }
+}
+
 static int cmd_serve(const struct options *o)
 {
     if (!o->listen)
@@ -741,6 +863,7 @@ static int cmd_serve(const struct options *o)
     hbone_callbacks_set_handshake(l.cbs, serve_handshake);
     l.accepted = serve_accepted;
     int port = listen_on(&l, o->listen);
+    listening_address(&s, l.w.fd);
     fprintf(stderr, "hbone serve: listening on %s (port %d) as %s%s\n", o->listen, port,
             hbone_spiffe_id_str(hbone_config_identity(l.cfg), NULL),
             o->echo ? ", echoing tunnels" : "");
@@ -909,6 +1032,8 @@ static const char usage_serve[] =
     "Terminate HBONE: authorize each CONNECT (--allow: only these peers, 401 otherwise),\n"
     "then dial its authority and pipe bytes both ways (503 if the dial fails), or with\n"
     "--echo send the tunnel's bytes back. One log line per tunnel on stderr.\n"
+    "A CONNECT to serve's own listening address (any address of this host when it listens\n"
+    "on 0.0.0.0 or [::]) and port is answered 403 without dialing.\n"
     "At most --max-handshakes connections (default 128) may be in the TLS handshake: a\n"
     "new one beyond that closes the one that has been in its handshake longest. At most\n"
     "--max-connections (default 1024) may be open in all: beyond that a new connection\n"

@@ -6,12 +6,14 @@ forward, moving checksummed data, with every refusal the tool promises.
 usage: test_cli.py HBONE_BINARY GEN_PKI_SCRIPT SCRATCH_DIR [EPOLL_ECHO SANS_IO]
 Prints one line per check and "N passed, M failed"; exits non-zero on failure.
 """
+import fcntl
 import hashlib
 import os
 import re
 import resource
 import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -145,6 +147,33 @@ def closed_by_peer(sock):
         return True
 
 
+def host_address(family):
+    """An address of one of this host's interfaces other than loopback (and,
+    for IPv6, link-local), or None when it has none."""
+    if family == socket.AF_INET:
+        SIOCGIFADDR = 0x8915
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            for _, name in socket.if_nameindex():
+                try:
+                    req = fcntl.ioctl(s.fileno(), SIOCGIFADDR,
+                                      struct.pack("256s", name.encode()[:15]))
+                except OSError:
+                    continue  # no IPv4 address
+                address = socket.inet_ntoa(req[20:24])
+                if not address.startswith("127."):
+                    return address
+        return None
+    try:
+        with open("/proc/net/if_inet6") as f:
+            for line in f:
+                raw, _, _, scope = line.split()[:4]
+                if scope == "00":  # global
+                    return socket.inet_ntop(socket.AF_INET6, bytes.fromhex(raw))
+    except OSError:
+        pass
+    return None
+
+
 def wait_until(condition, timeout=10.0):
     """Polls `condition` until it holds or `timeout` passes; returns its last value."""
     deadline = time.monotonic() + timeout
@@ -155,17 +184,18 @@ def wait_until(condition, timeout=10.0):
         time.sleep(0.02)
 
 
-def check_recovered(srv, what, authority="10.0.0.2:80"):
+def check_recovered(srv, what, authority="10.0.0.2:80", host="127.0.0.1"):
     """After a hostile case: serve's descriptors back to their baseline (the
     connections it refused or served have gone, and nothing leaked), and a
-    canary tunnel through the same serve moving checksummed data both ways
-    (an echo, through --echo or a TCP echo upstream)."""
+    canary tunnel through the same serve (reached at `host`) moving
+    checksummed data both ways (an echo, through --echo or a TCP echo
+    upstream)."""
     wait_until(lambda: fd_count(srv.proc.pid) == srv.fd_baseline)
     n = fd_count(srv.proc.pid)
     check(f"{what}: serve's descriptors are back to their baseline", n == srv.fd_baseline,
           f"{n} open, baseline {srv.fd_baseline}")
     data = os.urandom(1 << 20)
-    r = connect(srv.port, authority, data)
+    r = connect(srv.port, authority, data, host=host)
     check(f"{what}: then a canary tunnel moves checksummed data both ways",
           r.returncode == 0 and hashlib.sha256(r.stdout).digest() == hashlib.sha256(data).digest(),
           f"{r.returncode}, {len(r.stdout)} bytes back: {r.stderr.decode()}")
@@ -410,6 +440,70 @@ def main():
                     f"127.0.0.1:{upstream}")
     srv.stop()
     hole.close()
+
+    # A CONNECT to serve's own listening address is answered 403 without a
+    # dial: otherwise serve connects to itself, spending two sockets and a
+    # handshake slot per CONNECT for as long as the peer holds the tunnel.
+    # Through hbone forward the connection stays up and a local client holds
+    # the tunnel: a dial would show as two more descriptors in serve.
+    srv = Server(["serve", "--listen", "127.0.0.1:0"] + tls("server"))
+    own = f"127.0.0.1:{srv.port}"
+    fwd = Server(["forward", "--listen", "127.0.0.1:0", "--peer", own, "--authority", own,
+                  "--expect-id", SERVER_ID] + tls("client"))
+    local = socket.create_connection(("127.0.0.1", fwd.port))
+    answered = fwd.wait_lines(r"answered ")
+    check("a CONNECT to serve's own listening address is answered 403",
+          len(answered) == 1 and f"to {own} answered 403" in answered[0], str(answered))
+    n = fd_count(srv.proc.pid)
+    check("a CONNECT to serve's own listening address: no dial (no descriptor beyond the "
+          "connection)", n == srv.fd_baseline + 1, f"{n} open, baseline {srv.fd_baseline}")
+    lines = srv.wait_lines(r"outcome=")
+    check("a CONNECT to serve's own listening address is logged",
+          len(lines) == 1 and f"peer={CLIENT_ID} authority={own} " in lines[0]
+          and lines[0].endswith(" outcome=self-403\n"), str(lines))
+    fwd.stop()
+    local.close()
+    # The same address written otherwise: 0.0.0.0 dials 127.0.0.1, and an
+    # IPv4-mapped IPv6 address dials IPv4. Another loopback address is not
+    # where serve listens: that one is dialed (and refused by the kernel).
+    for host in ("0.0.0.0", "[::ffff:127.0.0.1]"):
+        r = connect(srv.port, f"{host}:{srv.port}", b"x")
+        check(f"a CONNECT to {host}:PORT (serve on 127.0.0.1:PORT) is answered 403",
+              r.returncode == 4 and b"answered 403" in r.stderr,
+              f"{r.returncode} {r.stderr.decode()}")
+    r = connect(srv.port, f"127.0.0.2:{srv.port}", b"x")
+    check("a CONNECT to 127.0.0.2:PORT (serve on 127.0.0.1:PORT) is dialed, not taken for serve",
+          r.returncode == 4 and b"answered 503" in r.stderr,
+          f"{r.returncode} {r.stderr.decode()}")
+    lines = srv.wait_lines(r"outcome=", count=4)
+    check("serve logs each: three refused as itself, one failed dial",
+          [l.rsplit("outcome=", 1)[1] for l in lines]
+          == ["self-403\n", "self-403\n", "self-403\n", "dial-failed-503\n"], str(lines))
+    check_recovered(srv, "CONNECTs to serve's own listening address", f"127.0.0.1:{upstream}")
+    srv.stop()
+
+    # Listening on every address, serve is any address of the host: all of
+    # loopback, and the addresses of its interfaces.
+    for listen, host, family, loopback in (("0.0.0.0:0", "127.0.0.1", socket.AF_INET,
+                                            ("127.0.0.1", "127.45.6.7", "0.0.0.0")),
+                                           ("[::]:0", "::1", socket.AF_INET6, ("::1", "::"))):
+        srv = Server(["serve", "--listen", listen] + tls("server"))
+        targets = list(loopback) + [a for a in [host_address(family)] if a]
+        codes = []
+        for address in targets:
+            authority = f"[{address}]:{srv.port}" if ":" in address else f"{address}:{srv.port}"
+            r = connect(srv.port, authority, b"x", host=host)
+            codes.append((authority, r.returncode, b"answered 403" in r.stderr))
+        check(f"serve on {listen.replace(':0', ':PORT')}: CONNECTs to each address of the host "
+              f"({len(targets)}) on PORT are answered 403",
+              all(code == 4 and is403 for _, code, is403 in codes), str(codes))
+        lines = srv.wait_lines(r"outcome=", count=len(targets))
+        check(f"serve on {listen.replace(':0', ':PORT')}: each is logged",
+              len(lines) == len(targets)
+              and all(l.endswith(" outcome=self-403\n") for l in lines), str(lines))
+        check_recovered(srv, f"CONNECTs to serve on {listen.replace(':0', ':PORT')}",
+                        f"127.0.0.1:{upstream}", host=host)
+        srv.stop()
 
     srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo",
                   "--allow", "spiffe://cluster.local/ns/default/sa/someone-else"] + tls("server"))
