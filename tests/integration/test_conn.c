@@ -50,16 +50,7 @@ START_TEST(tunnel_lifecycle_with_data_both_ways)
     ck_assert_int_eq(hbone_conn_tunnel_shutdown(p.client.conn, id), 0);
     pump(&p, NULL, NULL);
     /* The server saw every byte, echoed it, and ended when the client did. */
-    ck_assert_uint_eq(srv->received, len);
-    ck_assert_uint_eq(srv->checksum, sent);
-    ck_assert_uint_eq(cli->received, len);
-    ck_assert_uint_eq(cli->checksum, sent);
-    ck_assert_int_eq(srv->ended, 1);
-    ck_assert_int_eq(cli->ended, 1);
-    ck_assert_int_eq(srv->closed, 1);
-    ck_assert_int_eq(cli->closed, 1);
-    ck_assert_uint_eq(srv->reason, 0);
-    ck_assert_uint_eq(cli->reason, 0);
+    assert_echoed_and_closed(&p, id, len, sent);
     /* The id is gone after its close event. */
     size_t accepted;
     ck_assert_int_eq(hbone_conn_tunnel_write(p.client.conn, id, (const uint8_t *)"x", 1, &accepted),

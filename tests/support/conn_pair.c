@@ -311,6 +311,21 @@ void write_all(struct pair *p, struct side *s, int32_t id, size_t len, uint32_t 
 }
 
 /* Advance the virtual clock to the next expiry of either side, run it. */
+void assert_echoed_and_closed(struct pair *p, int32_t id, size_t len, uint32_t sum)
+{
+    struct tunnel_log *srv = log_of(&p->server, id), *cli = log_of(&p->client, id);
+    ck_assert_uint_eq(srv->received, len);
+    ck_assert_uint_eq(srv->checksum, sum);
+    ck_assert_uint_eq(cli->received, len);
+    ck_assert_uint_eq(cli->checksum, sum);
+    ck_assert_int_eq(srv->ended, 1);
+    ck_assert_int_eq(cli->ended, 1);
+    ck_assert_int_eq(srv->closed, 1);
+    ck_assert_int_eq(cli->closed, 1);
+    ck_assert_uint_eq(srv->reason, 0);
+    ck_assert_uint_eq(cli->reason, 0);
+}
+
 void advance_to_expiry(struct pair *p, int *client_err, int *server_err)
 {
     uint64_t c = hbone_conn_get_expiry(p->client.conn), s = hbone_conn_get_expiry(p->server.conn);

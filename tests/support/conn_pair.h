@@ -84,6 +84,10 @@ int32_t open_tunnel(struct pair *p, const char *authority);
 /* Write all of @p len pattern bytes, pumping whenever the tunnel is full;
  * *@p sum follows what was written. */
 void write_all(struct pair *p, struct side *s, int32_t id, size_t len, uint32_t *sum);
+/* Tunnel @p id carried @p len bytes (checksum @p sum) to an echoing server
+ * and all of them back, each side saw the other's end once, and both
+ * closed it cleanly. */
+void assert_echoed_and_closed(struct pair *p, int32_t id, size_t len, uint32_t sum);
 /* Advance the virtual clock to the next expiry of either side, run it. */
 void advance_to_expiry(struct pair *p, int *client_err, int *server_err);
 /* Write to @p id from @p s until the tunnel takes no more. */
