@@ -877,9 +877,9 @@ static void note_session_over(hbone_conn *c)
 
 /* The clock of waiting output starts, or starts again, at the first timed
  * call after the transport took some: consumption itself carries no time. */
-static void watch_output(hbone_conn *c)
+static void watch_output(hbone_conn *c, size_t waiting)
 {
-    if (!output_waiting(c))
+    if (!waiting)
         c->output_waiting_since = 0;
     else if (!c->output_waiting_since || c->output_taken)
         c->output_waiting_since = c->now;
@@ -990,7 +990,10 @@ int hbone_conn_input(hbone_conn *c, const uint8_t *data, size_t len, size_t *con
     c->now = now_ms;
     note_session_over(c);
     int r = input(c, data, len, consumed);
-    note_session_over(c); /* before hbone_conn_is_closed() can say it */
+    /* Only frames received can have ended the session: note it before
+     * hbone_conn_is_closed() says so. */
+    if (*consumed)
+        note_session_over(c);
     return r;
 }
 
@@ -1033,11 +1036,13 @@ const uint8_t *hbone_conn_output(hbone_conn *c, size_t *len, uint64_t now_ms)
                     hb_detail_set(&c->detail, r, "sending failed: %s", hbone_strerror(r));
                 fail(c, r);
             }
+            /* Only sending can end the session here (our GOAWAY, the last
+             * stream's end): note it before hbone_conn_is_closed() says so. */
+            note_session_over(c);
         }
     }
-    note_session_over(c); /* before hbone_conn_is_closed() can say it */
     const uint8_t *out = hb_tls_output(c->tls, len);
-    watch_output(c);
+    watch_output(c, *len);
     arm_stall_check(c);
     return out;
 }
@@ -1127,7 +1132,7 @@ int hbone_conn_handle_expiry(hbone_conn *c, uint64_t now_ms)
         return fail(c, HBONE_ERR_TIMEOUT);
     }
     if (c->output_taken)
-        watch_output(c);
+        watch_output(c, output_waiting(c));
     if (c->output_waiting_since && c->cfg->stall_timeout_ms &&
         now_ms >= c->output_waiting_since + c->cfg->stall_timeout_ms) {
         hb_detail_set(&c->detail, HBONE_ERR_TIMEOUT,

@@ -791,21 +791,30 @@ START_TEST(stalled_tunnel_is_reset)
 }
 END_TEST
 
+/* A pair with a stall timeout of @p stall_ms and a 64 KiB window, whose
+ * server application stops reading: returns a tunnel the client has filled
+ * (the peer's window and its own buffer). */
+static int32_t stalled_tunnel(struct pair *p, long stall_ms, unsigned seed)
+{
+    pair_stall_ms = stall_ms;
+    pair_stream_window = 65535;
+    pair_init(p, SERVER_ID, seed);
+    pair_stall_ms = -1;
+    pair_stream_window = 0;
+    p->server.auto_answer = 200;
+    p->server.consume_later = 1;
+    int32_t id = open_tunnel(p, "10.0.0.2:80");
+    pump(p, NULL, NULL);
+    fill_until_full(p, &p->client, id);
+    return id;
+}
+
 /* Progress restarts the clock: a peer that takes a little (32 KiB) every
  * half timeout keeps its tunnel for as long as it does. */
 START_TEST(a_slow_peer_is_not_stalled)
 {
-    pair_stall_ms = 4000;
-    pair_stream_window = 65535;
     struct pair p;
-    pair_init(&p, SERVER_ID, 12);
-    pair_stall_ms = -1;
-    pair_stream_window = 0;
-    p.server.auto_answer = 200;
-    p.server.consume_later = 1;
-    int32_t id = open_tunnel(&p, "10.0.0.2:80");
-    pump(&p, NULL, NULL);
-    fill_until_full(&p, &p.client, id);
+    int32_t id = stalled_tunnel(&p, 4000, 12);
     struct tunnel_log *srv = log_of(&p.server, id);
     size_t consumed = 0;
     uint64_t start = p.now;
@@ -827,17 +836,8 @@ END_TEST
 /* 0 turns the stall timeout off: no timer runs for a stalled tunnel. */
 START_TEST(stall_timeout_can_be_turned_off)
 {
-    pair_stall_ms = 0;
-    pair_stream_window = 65535;
     struct pair p;
-    pair_init(&p, SERVER_ID, 13);
-    pair_stall_ms = -1;
-    pair_stream_window = 0;
-    p.server.auto_answer = 200;
-    p.server.consume_later = 1;
-    int32_t id = open_tunnel(&p, "10.0.0.2:80");
-    pump(&p, NULL, NULL);
-    fill_until_full(&p, &p.client, id);
+    int32_t id = stalled_tunnel(&p, 0, 13);
     ck_assert_uint_eq(hbone_conn_get_expiry(p.client.conn), UINT64_MAX);
     ck_assert_uint_eq(hbone_conn_get_expiry(p.server.conn), UINT64_MAX);
     p.now += 24 * 3600 * 1000;

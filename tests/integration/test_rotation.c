@@ -242,6 +242,19 @@ static int64_t expiry_of(const char *name)
     return leaf.not_after;
 }
 
+/* A pair whose echoing server has carried 5000 bytes of a live tunnel
+ * (its id in *@p live, the checksum in *@p sum). */
+static void start_live_tunnel(struct pair *p, unsigned seed, int32_t *live, uint32_t *sum)
+{
+    pair_init(p, SERVER_ID, seed);
+    p->server.auto_answer = 200;
+    p->server.echo = 1;
+    *live = open_tunnel(p, "10.0.0.2:80");
+    *sum = TL_CHECKSUM_INIT;
+    write_all(p, &p->client, *live, 5000, sum);
+    pump(p, NULL, NULL);
+}
+
 /* The server's certificate expires under a live tunnel: through its
  * notAfter the client still opens tunnels; after it, none (the caller opens
  * them on a new connection), while the live tunnel carries on to a clean
@@ -250,13 +263,9 @@ START_TEST(client_opens_nothing_once_the_server_certificate_expired)
 {
     int64_t not_after = expiry_of("server.chain.pem");
     struct pair p;
-    pair_init(&p, SERVER_ID, 44);
-    p.server.auto_answer = 200;
-    p.server.echo = 1;
-    int32_t live = open_tunnel(&p, "10.0.0.2:80");
-    uint32_t sum = TL_CHECKSUM_INIT;
-    write_all(&p, &p.client, live, 5000, &sum);
-    pump(&p, NULL, NULL);
+    int32_t live;
+    uint32_t sum;
+    start_live_tunnel(&p, 44, &live, &sum);
     hb_conn_set_wall_clock(p.client.conn, not_after);
     int32_t last = open_tunnel(&p, "10.0.0.2:81");
     hb_conn_set_wall_clock(p.client.conn, not_after + 1);
@@ -288,13 +297,9 @@ START_TEST(server_refuses_tunnels_once_the_client_certificate_expired)
 {
     int64_t not_after = expiry_of("client.chain.pem");
     struct pair p;
-    pair_init(&p, SERVER_ID, 45);
-    p.server.auto_answer = 200;
-    p.server.echo = 1;
-    int32_t live = open_tunnel(&p, "10.0.0.2:80");
-    uint32_t sum = TL_CHECKSUM_INIT;
-    write_all(&p, &p.client, live, 5000, &sum);
-    pump(&p, NULL, NULL);
+    int32_t live;
+    uint32_t sum;
+    start_live_tunnel(&p, 45, &live, &sum);
     hb_conn_set_wall_clock(p.server.conn, not_after + 1);
     int32_t late = open_tunnel(&p, "10.0.0.2:81");
     pump(&p, NULL, NULL);
