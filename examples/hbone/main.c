@@ -867,6 +867,9 @@ static int cmd_serve(const struct options *o)
     fprintf(stderr, "hbone serve: listening on %s (port %d) as %s%s\n", o->listen, port,
             hbone_spiffe_id_str(hbone_config_identity(l.cfg), NULL),
             o->echo ? ", echoing tunnels" : "");
+    /* An upstream that resets while bytes wait for it fails the next write
+     * with EPIPE: that resets its tunnel, it must not end the server. */
+    signal(SIGPIPE, SIG_IGN);
     loop_run();
     return 0;
 }

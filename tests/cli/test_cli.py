@@ -1,7 +1,8 @@
 #!/usr/bin/python3
 # SPDX-License-Identifier: MIT
 """The hbone command-line tool over real loopback sockets: serve, connect and
-forward, moving checksummed data, with every refusal the tool promises.
+forward, moving checksummed data, with every refusal the tool promises and
+TCP resets on either side carried through as CONNECT_ERROR.
 
 usage: test_cli.py HBONE_BINARY GEN_PKI_SCRIPT SCRATCH_DIR [EPOLL_ECHO SANS_IO]
 Prints one line per check and "N passed, M failed"; exits non-zero on failure.
@@ -60,14 +61,16 @@ class Server:
         for line in self.proc.stderr:
             self.lines.append(line)
 
-    def wait_lines(self, pattern, count=1, timeout=10.0):
+    def wait_lines(self, pattern, count=1, timeout=10.0, since=0):
+        """Waits for `count` log lines matching `pattern`, counting from line
+        `since` (a len(self.lines) taken earlier); returns those found."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            found = [l for l in self.lines if re.search(pattern, l)]
+            found = [l for l in self.lines[since:] if re.search(pattern, l)]
             if len(found) >= count:
                 return found
             time.sleep(0.02)
-        return [l for l in self.lines if re.search(pattern, l)]
+        return [l for l in self.lines[since:] if re.search(pattern, l)]
 
     def wait_refusals(self, count, timeout=10.0, what="connections"):
         """Waits until the log accounts for `count` refused connections (or
@@ -110,15 +113,19 @@ def connect(port, authority, data, host="127.0.0.1", expect=SERVER_ID, leaf="cli
                           input=data, capture_output=True, timeout=timeout)
 
 
-def timed_connect(port, authority, timeout):
-    """`hbone connect` with nothing to send, timed; one that outlasts `timeout`
-    is killed and reported with returncode None (a check then fails, rather
-    than the whole run)."""
-    start = time.monotonic()
+def bounded_connect(port, authority, data, timeout=10):
+    """connect(), but one that outlasts `timeout` is killed and reported with
+    returncode None (a check then fails, rather than the whole run)."""
     try:
-        r = connect(port, authority, b"", timeout=timeout)
+        return connect(port, authority, data, timeout=timeout)
     except subprocess.TimeoutExpired as e:
-        r = subprocess.CompletedProcess(e.cmd, None, e.stdout or b"", e.stderr or b"")
+        return subprocess.CompletedProcess(e.cmd, None, e.stdout or b"", e.stderr or b"")
+
+
+def timed_connect(port, authority, timeout):
+    """`hbone connect` with nothing to send, timed (bounded_connect)."""
+    start = time.monotonic()
+    r = bounded_connect(port, authority, b"", timeout=timeout)
     return r, time.monotonic() - start
 
 
@@ -135,7 +142,12 @@ def wait_exit(proc, timeout):
 
 
 def fd_count(pid):
-    return len(os.listdir(f"/proc/{pid}/fd"))
+    """Descriptors open in a process; -1 once it has gone (a check then
+    fails, rather than the whole run)."""
+    try:
+        return len(os.listdir(f"/proc/{pid}/fd"))
+    except FileNotFoundError:
+        return -1
 
 
 def closed_by_peer(sock):
@@ -281,6 +293,200 @@ def echo_upstream():
 
     threading.Thread(target=accept_loop, daemon=True).start()
     return lsock.getsockname()[1]
+
+
+class ScriptedUpstream:
+    """The destination for hbone serve in the TCP reset cases: one listener
+    for every tunnel of an hbone forward (whose authority is fixed), each
+    connection naming in its first line what it wants:
+      b"echo NAME\n"     echo the rest, and FIN after the client's FIN;
+      b"reset NAME N\n"  read N more bytes, then close with a TCP RST
+                         (SO_LINGER on with a 0 timeout), whatever else is
+                         on its way;
+      b"hold NAME\n"     read nothing more, so that what is sent to it
+                         piles up in the tool; close with a TCP RST once
+                         the test calls release(NAME);
+      b"flood NAME\n"    read nothing more, and send without end until
+                         the connection fails.
+    How each connection's bytes ended is kept by name, with how many came
+    after the first line: "eof" (a FIN: recv gave b""), "reset"
+    (ECONNRESET, from a recv or a send: one thread per connection does
+    both, so the first to meet the reset reports it), "sent-rst", or the
+    name of another error."""
+
+    def __init__(self):
+        self.lsock = socket.socket()
+        self.lsock.bind(("127.0.0.1", 0))
+        self.lsock.listen(64)
+        self.authority = "127.0.0.1:%d" % self.lsock.getsockname()[1]
+        self.ends = {}
+        self.changed = threading.Condition()
+        self.released = set()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                conn, _ = self.lsock.accept()
+            except OSError:
+                return  # closed
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        name, received = None, 0
+        with conn:
+            conn.settimeout(30)
+            try:
+                head = b""
+                while b"\n" not in head:
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        return  # not a tunnel of the test's
+                    head += chunk
+                line, rest = head.split(b"\n", 1)
+                mode, name, *arg = line.decode().split()
+                received = len(rest)
+                if mode == "hold":
+                    with self.changed:
+                        self.changed.wait_for(lambda: name in self.released, 30)
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return self._record(name, "sent-rst", received)
+                if mode == "flood":
+                    chunk = bytes(65536)
+                    while True:
+                        conn.sendall(chunk)
+                if mode == "reset":
+                    while received < int(arg[0]):
+                        chunk = conn.recv(min(65536, int(arg[0]) - received))
+                        if not chunk:
+                            return self._record(name, "eof", received)
+                        received += len(chunk)
+                    conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    return self._record(name, "sent-rst", received)
+                if rest:
+                    conn.sendall(rest)
+                while chunk := conn.recv(65536):
+                    received += len(chunk)
+                    conn.sendall(chunk)
+                conn.shutdown(socket.SHUT_WR)
+                self._record(name, "eof", received)
+            except ConnectionResetError:
+                self._record(name, "reset", received)
+            except OSError as e:
+                self._record(name, type(e).__name__, received)
+
+    def _record(self, name, end, received):
+        with self.changed:
+            self.ends[name] = (end, received)
+            self.changed.notify_all()
+
+    def end(self, name, timeout=10.0):
+        """How connection `name` ended and how many bytes it read after its
+        first line, once it has; (None, None) if not within `timeout`."""
+        with self.changed:
+            self.changed.wait_for(lambda: name in self.ends, timeout)
+            return self.ends.get(name, (None, None))
+
+    def release(self, name):
+        """Lets held connection `name` close with its RST."""
+        with self.changed:
+            self.released.add(name)
+            self.changed.notify_all()
+
+    def close(self):
+        self.lsock.close()
+
+
+def wait_held(port, push=lambda: None, timeout=10.0):
+    """Waits until the tool's loopback connection to `port` holds bytes its
+    peer will not take: the peer's window is closed (the zero-window probe
+    timer, 4 in /proc/net/tcp) and the send queue has stopped growing over
+    three polls, so the socket is full and the rest waits in the tool.
+    `push` runs at each poll, to keep bytes coming. Returns whether it did."""
+    seen = []
+
+    def held():
+        push()
+        with open("/proc/net/tcp") as f:
+            rows = [l.split() for l in f.readlines()[1:]]
+        seen.append([(r[4], r[5].split(":")[0]) for r in rows
+                     if r[2] == f"0100007F:{port:04X}" and r[3] == "01"])
+        last = seen[-3:]
+        return (len(last) == 3 and last[0] == last[1] == last[2] and len(last[0]) == 1
+                and last[0][0][1] == "04" and int(last[0][0][0].split(":")[0], 16) > 0)
+
+    return wait_until(held, timeout)
+
+
+def stream(sock, data, fin=False, echo=True, timeout=10.0):
+    """Sends `data` on a socket while reading what comes back, without
+    blocking on either. With `fin` it then shuts down its sending side; with
+    `fin`, or without `echo`, it reads on until the other end closes,
+    otherwise until as much came back as was sent. Returns what came back
+    and how it ended: None (all of it back, still open), "eof" (a FIN: recv
+    gave b""), "reset" (a RST: ECONNRESET from a send or a recv), "timeout",
+    or the name of another error (a RST after a FIN gives BrokenPipeError).
+    One thread does both: the kernel reports a reset to one call only, and a
+    send in another thread could take it and leave recv with what looks like
+    a clean EOF."""
+    sock.setblocking(False)
+    view, sent, got, shut = memoryview(data), 0, bytearray(), False
+    deadline = time.monotonic() + timeout
+    try:
+        while fin or not echo or len(got) < len(data):
+            if fin and not shut and sent == len(data):
+                sock.shutdown(socket.SHUT_WR)
+                shut = True
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return bytes(got), "timeout"
+            readable, writable, _ = select.select(
+                [sock], [sock] if sent < len(data) else [], [], left)
+            if readable:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    return bytes(got), "eof"
+                got += chunk
+            if writable:
+                sent += sock.send(view[sent:sent + 65536])
+        return bytes(got), None
+    except ConnectionResetError:
+        return bytes(got), "reset"
+    except OSError as e:
+        return bytes(got), type(e).__name__
+    finally:
+        sock.setblocking(True)
+
+
+def check_forward_recovered(fwd, srv, scripted, what):
+    """check_recovered for hbone forward in front of serve (which dials a
+    ScriptedUpstream): forward's descriptors back to their baseline, serve's
+    to theirs plus the one HBONE connection, and a canary local connection
+    through that same connection moving checksummed data both ways."""
+    wait_until(lambda: fd_count(fwd.proc.pid) == fwd.fd_baseline
+               and fd_count(srv.proc.pid) == srv.fd_baseline + 1)
+    counts = fd_count(fwd.proc.pid), fd_count(srv.proc.pid)
+    check(f"{what}: forward's and serve's descriptors are back to their baseline",
+          counts == (fwd.fd_baseline, srv.fd_baseline + 1),
+          f"forward {counts[0]} open, baseline {fwd.fd_baseline}; serve {counts[1]} open, "
+          f"baseline {srv.fd_baseline} + 1 connection")
+    data = os.urandom(1 << 20)
+    try:
+        with socket.create_connection(("127.0.0.1", fwd.port)) as canary:
+            canary.sendall(b"echo canary-%d\n" % len(results))
+            got, end = stream(canary, data, fin=True)
+    except OSError as e:  # forward has gone (a failure above)
+        got, end = b"", type(e).__name__
+    check(f"{what}: then a canary through forward moves checksummed data both ways",
+          end == "eof" and hashlib.sha256(got).digest() == hashlib.sha256(data).digest(),
+          f"{len(got)} bytes back, then {end}")
+
+
+def abortive_close(sock):
+    """Closes a socket with a TCP RST (SO_LINGER on, 0 timeout): what an
+    application that crashes or aborts its connection sends."""
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    sock.close()
 
 
 def free_port():
@@ -564,6 +770,187 @@ def main():
           len(lines) == 100 and all(f"peer={CLIENT_ID}" in l for l in lines), f"{len(lines)}")
     fwd.stop()
     srv.stop()
+
+    # TCP resets through the tool, over real sockets: RST <-> RST_STREAM
+    # (CONNECT_ERROR) <-> RST, never taken for a clean end, and only for that
+    # tunnel. Each case mid-stream, with bytes on their way to the socket that
+    # resets (the tool may meet the reset in a write), idle, with none (it
+    # can only meet it in a read), and with bytes held for it in the tool.
+    # (1) The upstream resets: through hbone connect, mid-stream (still
+    # sending) and after the client's FIN (everything it sent was read).
+    scripted = ScriptedUpstream()
+    srv = Server(["serve", "--listen", "127.0.0.1:0"] + tls("server"))
+    for name, label, data in (("connect-mid", "mid-stream", bytes(4 << 20)),
+                              ("connect-fin", "after the client's FIN", bytes(65536))):
+        what = f"upstream RST {label}, through hbone connect"
+        mark = len(srv.lines)
+        r = bounded_connect(srv.port, scripted.authority,
+                            b"reset %s 65536\n" % name.encode() + data)
+        upstream_end = scripted.end(name)
+        check(f"{what}: the tunnel was reset (exit 5)",
+              r.returncode == 5 and b"the tunnel was reset" in r.stderr and r.stdout == b""
+              and upstream_end == ("sent-rst", 65536),
+              f"{r.returncode} {r.stderr.decode()}, {len(r.stdout)} bytes out, upstream "
+              f"{upstream_end}")
+        lines = srv.wait_lines(r"outcome=", since=mark)
+        check(f"{what}: serve logs reset-0xa",
+              len(lines) == 1 and lines[0].endswith(" outcome=reset-0xa\n"), str(lines))
+        check_recovered(srv, what, f"127.0.0.1:{upstream}")
+
+    # With bytes held for the upstream when it resets (its window closed,
+    # serve's socket to it full, more waiting in serve): serve meets the reset
+    # in a read and then writes the rest to the dead socket (EPIPE), which
+    # must reset the tunnel, not end serve with SIGPIPE.
+    what = "upstream RST while serve holds bytes for it, through hbone connect"
+    mark = len(srv.lines)
+    client = subprocess.Popen(
+        [HBONE, "connect", "--peer", f"127.0.0.1:{srv.port}", "--authority", scripted.authority,
+         "--expect-id", SERVER_ID] + tls("client"),
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+
+    def feed():
+        """Up to 64 MiB, more than the path holds; stdin is this thread's alone."""
+        try:
+            client.stdin.write(b"hold connect-held\n")
+            for _ in range(64):
+                client.stdin.write(bytes(1 << 20))
+        except OSError:
+            pass  # reset: hbone connect has gone
+        try:
+            client.stdin.close()
+        except OSError:
+            pass
+
+    threading.Thread(target=feed, daemon=True).start()
+    held = wait_held(int(scripted.authority.rsplit(":", 1)[1]))
+    scripted.release("connect-held")
+    try:
+        code = client.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        client.kill()
+        client.wait()
+        code = None
+    err = client.stderr.read()
+    client.stderr.close()
+    check(f"{what}: the tunnel was reset (exit 5), serve lives on",
+          held and code == 5 and b"the tunnel was reset" in err and srv.proc.poll() is None,
+          f"held {held}, {code} {err.decode()}, serve exit {srv.proc.poll()}")
+    lines = srv.wait_lines(r"outcome=", since=mark)
+    check(f"{what}: serve logs reset-0xa",
+          len(lines) == 1 and lines[0].endswith(" outcome=reset-0xa\n"), str(lines))
+    check_recovered(srv, what, f"127.0.0.1:{upstream}")
+    if srv.proc.poll() is not None:  # it died (a failure above): a new one for the rest
+        srv = Server(["serve", "--listen", "127.0.0.1:0"] + tls("server"))
+
+    # Through hbone forward, next to a sibling tunnel on the same HBONE
+    # connection that moves checksummed data before and after.
+    fwd = Server(["forward", "--listen", "127.0.0.1:0", "--peer", f"127.0.0.1:{srv.port}",
+                  "--authority", scripted.authority, "--expect-id", SERVER_ID] + tls("client"))
+
+    def with_sibling(what, name, resets):
+        """Opens a sibling tunnel through forward to the echo and moves
+        checksummed data through it; runs `resets` (which return the number
+        of tunnels they reset); moves more data through the sibling and
+        closes it. Then checks the sibling, and that the resets were logged
+        by forward and serve as CONNECT_ERROR, and recovery."""
+        mark, fmark = len(srv.lines), len(fwd.lines)
+        sock = socket.create_connection(("127.0.0.1", fwd.port))
+        sock.sendall(b"echo %s\n" % name.encode())
+        before = os.urandom(256 << 10)
+        got, end = stream(sock, before)
+        before_ok = got == before and end is None
+        count = resets()
+        lines = fwd.wait_lines(r"ended with", count=count, since=fmark)
+        check(f"{what}: forward logs each tunnel reset with CONNECT_ERROR ({count})",
+              len(lines) == count and all(re.fullmatch(
+                  r"hbone forward: tunnel \d+ ended with reset 0xa\n", l) for l in lines),
+              str(lines))
+        lines = srv.wait_lines(r"outcome=", count=count, since=mark)
+        check(f"{what}: serve logs each tunnel reset with CONNECT_ERROR, reset-0xa ({count})",
+              len(lines) == count and all(f"authority={scripted.authority} " in l
+                                          and l.endswith(" outcome=reset-0xa\n") for l in lines),
+              str(lines))
+        after = os.urandom(256 << 10)
+        got, end = stream(sock, after, fin=True)
+        sock.close()
+        upstream_end = scripted.end(name)
+        lines = srv.wait_lines(r"outcome=", count=count + 1, since=mark)
+        check(f"{what}: a sibling tunnel on the same HBONE connection moves checksummed data "
+              "before and after, and closes cleanly",
+              before_ok and end == "eof"
+              and hashlib.sha256(got).digest() == hashlib.sha256(after).digest()
+              and upstream_end == ("eof", len(before) + len(after))
+              and len(lines) == count + 1 and lines[-1].endswith(" outcome=closed\n")
+              and not fwd.wait_lines(r"connection to .* ended", timeout=0),
+              f"before {before_ok}, after: {len(got)} bytes back, then {end}; upstream "
+              f"{upstream_end}; {lines}")
+        check_forward_recovered(fwd, srv, scripted, what)
+
+    def upstream_resets():
+        # Mid-stream: the upstream reads 64 KiB and resets while the
+        # application is still sending (8 MiB, more than the path holds).
+        with socket.create_connection(("127.0.0.1", fwd.port)) as app:
+            app.sendall(b"reset app 65536\n")
+            got, end = stream(app, bytes(8 << 20), echo=False)
+        upstream_end = scripted.end("app")
+        check("upstream RST mid-stream, through forward: the local application sees a TCP RST "
+              "(ECONNRESET), not a clean EOF",
+              end == "reset" and got == b"" and upstream_end == ("sent-rst", 65536),
+              f"{len(got)} bytes, then {end}; upstream {upstream_end}")
+        # Idle: it sent exactly what the upstream reads, and waits for more.
+        with socket.create_connection(("127.0.0.1", fwd.port)) as app:
+            app.sendall(b"reset idle 65536\n")
+            got, end = stream(app, bytes(65536), echo=False)
+        upstream_end = scripted.end("idle")
+        check("upstream RST while the application waits, through forward: it sees a TCP RST "
+              "(ECONNRESET), not a clean EOF",
+              end == "reset" and got == b"" and upstream_end == ("sent-rst", 65536),
+              f"{len(got)} bytes, then {end}; upstream {upstream_end}")
+        return 2
+
+    with_sibling("upstream RST, through forward", "sibling-1", upstream_resets)
+
+    # (2) The local application resets its connection to forward.
+    def app_resets():
+        for name, label in (("app-mid", "mid-stream"), ("app-idle", "while idle")):
+            app = socket.create_connection(("127.0.0.1", fwd.port))
+            app.sendall(b"echo %s\n" % name.encode())
+            first = os.urandom(256 << 10)
+            got, end = stream(app, first)  # echoed: the tunnel is up end to end
+            if label == "mid-stream":
+                app.setblocking(False)
+                try:
+                    app.send(os.urandom(256 << 10))  # on its way both ways as it resets
+                except BlockingIOError:
+                    pass
+            abortive_close(app)
+            upstream_end = scripted.end(name)
+            check(f"app-side RST {label}, through forward: serve closes its upstream connection "
+                  "with a TCP RST (ECONNRESET), not a clean EOF",
+                  got == first and end is None and upstream_end[0] == "reset"
+                  and upstream_end[1] >= len(first),
+                  f"{len(got)} bytes echoed, then {end}; upstream {upstream_end}")
+        # An application that reads nothing while the upstream floods it: its
+        # window closes, forward's socket to it fills and forward holds the
+        # rest. Then it resets: forward meets the reset in a read and then
+        # writes to the dead socket (EPIPE), which must reset the tunnel, not
+        # end forward with SIGPIPE.
+        app = socket.create_connection(("127.0.0.1", fwd.port))
+        app.sendall(b"flood app-held\n")
+        held = wait_held(app.getsockname()[1])
+        abortive_close(app)
+        upstream_end = scripted.end("app-held")
+        check("app-side RST while forward holds bytes for it: serve closes its upstream "
+              "connection with a TCP RST (ECONNRESET), forward lives on",
+              held and upstream_end[0] == "reset" and fwd.proc.poll() is None,
+              f"held {held}; upstream {upstream_end}; forward exit {fwd.proc.poll()}")
+        return 3
+
+    with_sibling("app-side RST, through forward", "sibling-2", app_resets)
+    fwd.stop()
+    check_recovered(srv, "TCP resets through forward, forward gone", f"127.0.0.1:{upstream}")
+    srv.stop()
+    scripted.close()
 
     # Connection limits. A pending handshake's slot frees when the handshake
     # completes: two tunnels held open leave room for a third.
