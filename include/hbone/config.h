@@ -219,8 +219,9 @@ HBONE_API int hbone_config_set_buffer_limits(hbone_config *cfg, uint32_t tunnel_
 
 /**
  * The budget for frames that make the connection work without moving any
- * tunnel forward: empty DATA, PRIORITY, frames nghttp2 rejects, and
- * requests the server has to reset (MadeYouReset). A token bucket: @p burst
+ * tunnel forward: empty DATA, PRIORITY, PUSH_PROMISE (which a client
+ * cancels), frames nghttp2 rejects, and requests the server has to reset
+ * (MadeYouReset). A token bucket: @p burst
  * such frames at once, refilled at @p per_second; a peer that overdraws it
  * is sent GOAWAY(ENHANCE_YOUR_CALM) and the connection fails with
  * HBONE_ERR_PROTOCOL. Defaults 1000 and 33 (upstream nghttp2's glitch

@@ -512,7 +512,7 @@ static int on_glitch(void *ctx)
     hbone_conn *c = ctx;
     if (!bucket_take(&c->glitches, c->now, c->cfg->flood_burst, c->cfg->flood_per_second))
         return calm_down(c, "sent too many frames that do no work (empty DATA, PRIORITY, "
-                            "invalid frames or streams it made us reset)");
+                            "PUSH_PROMISE, invalid frames or streams it made us reset)");
     return 0;
 }
 

@@ -183,6 +183,20 @@ static int on_frame_recv(nghttp2_session *session, const nghttp2_frame *frame, v
     return r < 0 ? NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE : 0;
 }
 
+/* A client that has not yet seen its SETTINGS_ENABLE_PUSH 0 acknowledged
+ * must take a PUSH_PROMISE as allowed, and nghttp2 answers each with
+ * RST_STREAM(CANCEL) without telling us: count the promise here, as it
+ * arrives, as a frame that does no work. (From a client it is a connection
+ * error anyway.) */
+static int on_begin_frame(nghttp2_session *session, const nghttp2_frame_hd *hd, void *user)
+{
+    (void)session;
+    hb_h2 *h2 = user;
+    if (hd->type == NGHTTP2_PUSH_PROMISE && h2->events->on_glitch(h2->ctx) < 0)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return 0;
+}
+
 /* We reset a stream because of the peer's frames: count it. A frame
  * nghttp2 rejects leads to exactly such a reset (or to GOAWAY), so the
  * reset is where it is counted, once (MadeYouReset). Codes
@@ -293,6 +307,7 @@ static int send_data(nghttp2_session *session, nghttp2_frame *frame, const uint8
 
 static int configure(hb_h2 *h2, nghttp2_session_callbacks *cbs, nghttp2_option *opt)
 {
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cbs, on_begin_frame);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, on_begin_headers);
     nghttp2_session_callbacks_set_on_header_callback(cbs, on_header);
     nghttp2_session_callbacks_set_on_invalid_header_callback(cbs, on_invalid_header);

@@ -1015,6 +1015,42 @@ START_TEST(a_push_promise_before_the_settings_ack_is_cancelled)
 }
 END_TEST
 
+/* Each cancelled promise is a frame that did no work: a server that keeps
+ * promising before it acknowledges our SETTINGS overdraws the flood budget
+ * and the connection ends with ENHANCE_YOUR_CALM, as for any other flood.
+ * The budget is lowered so that the flood is short. */
+START_TEST(push_promises_before_the_settings_ack_count_against_the_flood_budget)
+{
+    enum { BURST = 20 };
+    struct peer *p = calloc(1, sizeof(*p));
+    ck_assert_ptr_nonnull(p);
+    setup(p);
+    ck_assert_int_eq(hbone_config_set_flood_limit(p->cfg, BURST, 1), 0);
+    connect_client_acking(p, 0);
+    int32_t a = open_tunnel(p);
+    respond(p, a, "200", 0);
+    expect_log(p, "response %d 200\n", a);
+    size_t mark = p->n_seen;
+    int promises = 0, rc = 0;
+    while (rc == 0 && promises < 10 * BURST) {
+        struct buf f = {0};
+        push_promise(&f, a, 2 + 2 * promises++);
+        rc = feed_rc(p, &f);
+        buf_free(&f);
+    }
+    ck_assert_int_eq(rc, HBONE_ERR_PROTOCOL);
+    ck_assert_int_eq(promises, BURST + 1);
+    expect_log(p, "close %d 0x100\n", a);
+    ck_assert_uint_eq(count(p, mark, RST_STREAM, -1), BURST);
+    expect_failed(p, mark, ENHANCE_YOUR_CALM, "frames that do no work");
+    disconnect(p);
+    connect_client(p);
+    canary(p);
+    finish(p);
+    free(p);
+}
+END_TEST
+
 /* --- 6. GOAWAY with an error code -------------------------------------------- */
 
 /* GOAWAY(ENHANCE_YOUR_CALM) naming the first of two tunnels: the second is
@@ -1289,6 +1325,7 @@ int main(void)
     tcase_add_test(tc, a_second_header_block_without_end_stream_resets_the_tunnel);
     tcase_add_test(tc, push_promise_fails_the_connection);
     tcase_add_test(tc, a_push_promise_before_the_settings_ack_is_cancelled);
+    tcase_add_test(tc, push_promises_before_the_settings_ack_count_against_the_flood_budget);
     tcase_add_test(tc, goaway_with_an_error_refuses_tunnels_above_its_last_stream);
     tcase_add_test(tc, goaway_with_an_error_and_no_stream_refuses_every_tunnel);
     tcase_add_test(tc, a_goaway_raising_its_last_stream_id_fails_the_connection);
