@@ -82,8 +82,9 @@ int hbone_config_new(hbone_config **out, const hbone_mem *mem)
     cfg->client_ctx = new_ctx(0);
     cfg->server_ctx = new_ctx(1);
     if (!cfg->client_ctx || !cfg->server_ctx) {
+        /* Its inputs are constants: what fails there is an allocation. */
         hbone_config_del(cfg);
-        return HBONE_ERR_INTERNAL;
+        return HBONE_ERR_NOMEM;
     }
     *out = cfg;
     return 0;
@@ -129,18 +130,31 @@ static int setter_begin(hbone_config *cfg)
     return 0;
 }
 
+/* wolfSSL ran out of memory while loading: say so, rather than blame the
+ * input. */
+static int out_of_memory_in(hbone_config *cfg, const char *what)
+{
+    return hb_detail_set(&cfg->detail, HBONE_ERR_NOMEM, "out of memory in wolfSSL loading %s",
+                         what);
+}
+
 static int load_into_both(hbone_config *cfg, const char *chain, size_t chain_len, const char *key,
                           size_t key_len)
 {
     WOLFSSL_CTX *ctxs[2] = {cfg->client_ctx, cfg->server_ctx};
     for (int i = 0; i < 2; i++) {
-        if (wolfSSL_CTX_use_certificate_chain_buffer_format(
-                ctxs[i], (const unsigned char *)chain, (long)chain_len, WOLFSSL_FILETYPE_PEM) !=
-            WOLFSSL_SUCCESS)
+        int r = wolfSSL_CTX_use_certificate_chain_buffer_format(
+            ctxs[i], (const unsigned char *)chain, (long)chain_len, WOLFSSL_FILETYPE_PEM);
+        if (hb_wolfssl_out_of_memory(r))
+            return out_of_memory_in(cfg, "the certificate chain");
+        if (r != WOLFSSL_SUCCESS)
             return hb_detail_set(&cfg->detail, HBONE_ERR_PEM,
                                  "certificate chain PEM could not be loaded");
-        if (wolfSSL_CTX_use_PrivateKey_buffer(ctxs[i], (const unsigned char *)key, (long)key_len,
-                                              WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+        r = wolfSSL_CTX_use_PrivateKey_buffer(ctxs[i], (const unsigned char *)key, (long)key_len,
+                                              WOLFSSL_FILETYPE_PEM);
+        if (hb_wolfssl_out_of_memory(r))
+            return out_of_memory_in(cfg, "the private key");
+        if (r != WOLFSSL_SUCCESS)
             return hb_detail_set(&cfg->detail, HBONE_ERR_KEY,
                                  "private key could not be loaded (PKCS#8 or SEC1 PEM expected)");
         if (wolfSSL_CTX_check_private_key(ctxs[i]) != WOLFSSL_SUCCESS)
@@ -234,6 +248,8 @@ int hbone_config_add_trust_bundle(hbone_config *cfg, const char *trust_domain,
     r = wolfSSL_CertManagerLoadCABuffer(probe, (const unsigned char *)bundle_pem, (long)bundle_len,
                                         WOLFSSL_FILETYPE_PEM);
     wolfSSL_CertManagerFree(probe);
+    if (hb_wolfssl_out_of_memory(r))
+        return out_of_memory_in(cfg, "a trust bundle");
     if (r != WOLFSSL_SUCCESS)
         return hb_detail_set(&cfg->detail, HBONE_ERR_TLS_CERT_INVALID,
                              "trust bundle of %.*s: no loadable CA certificate (wolfSSL error %d)",
@@ -262,9 +278,11 @@ int hbone_config_add_trust_bundle(hbone_config *cfg, const char *trust_domain,
     cfg->n_bundles += is_new;
     WOLFSSL_CTX *ctxs[2] = {cfg->client_ctx, cfg->server_ctx};
     for (int i = 0; i < 2; i++) {
-        if (wolfSSL_CTX_load_verify_buffer(ctxs[i], (const unsigned char *)bundle_pem,
-                                           (long)bundle_len,
-                                           WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
+        r = wolfSSL_CTX_load_verify_buffer(ctxs[i], (const unsigned char *)bundle_pem,
+                                           (long)bundle_len, WOLFSSL_FILETYPE_PEM);
+        if (hb_wolfssl_out_of_memory(r))
+            return out_of_memory_in(cfg, "a trust bundle");
+        if (r != WOLFSSL_SUCCESS)
             return hb_detail_set(&cfg->detail, HBONE_ERR_INTERNAL,
                                  "trust bundle loaded alone but not into the TLS context");
     }

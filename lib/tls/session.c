@@ -191,6 +191,16 @@ static int chain_error(hb_tls *t, int wolf_err, int depth)
         code = HBONE_ERR_TLS_CHAIN_TOO_LONG;
         what = "chain is longer than allowed";
         break;
+    case MEMORY_E:
+    case MEMORY_ERROR:
+        code = HBONE_ERR_NOMEM;
+        what = "could not be verified: out of memory";
+        break;
+    case PEER_KEY_ERROR:
+        /* wolfSSL 5.5.4 says this too when it has no memory for the key. */
+        code = HBONE_ERR_TLS_CERT_INVALID;
+        what = "has a public key that could not be loaded";
+        break;
     case EXTKEYUSE_AUTH_E:
         /* wolfSSL checks the role's EKU before we see the leaf. */
         code = HBONE_ERR_SVID_EXT_KEY_USAGE;
@@ -250,6 +260,7 @@ static int wolf_error(hb_tls *t, int ret)
         code = HBONE_ERR_TLS_RECORD;
         break;
     case MEMORY_E:
+    case MEMORY_ERROR:
         code = HBONE_ERR_NOMEM;
         break;
     default:
@@ -275,33 +286,36 @@ static int chain_leads_to(const hb_trust_bundle *bundle, const WOLFSSL_BUFFER_IN
     WOLFSSL_CERT_MANAGER *cm = wolfSSL_CertManagerNew();
     if (!cm)
         return HBONE_ERR_NOMEM;
-    int ok = 0;
-    if (wolfSSL_CertManagerLoadCABuffer(cm, (const unsigned char *)bundle->pem,
-                                        (long)bundle->pem_len,
-                                        WOLFSSL_FILETYPE_PEM) != WOLFSSL_SUCCESS)
-        goto out;
+    int ok = 0, r = wolfSSL_CertManagerLoadCABuffer(cm, (const unsigned char *)bundle->pem,
+                                                    (long)bundle->pem_len, WOLFSSL_FILETYPE_PEM);
     /* Peers send the leaf first, then each issuer, but TLS 1.3 allows any
      * order: repeat passes from the top until no intermediate is added. */
     int added[MAX_CHAIN_CERTS] = {0};
-    if (n > MAX_CHAIN_CERTS)
+    if (r != WOLFSSL_SUCCESS || n > MAX_CHAIN_CERTS)
         goto out;
     for (int progress = 1; progress;) {
         progress = 0;
         for (int i = n - 1; i >= 1; i--) {
-            if (added[i] ||
-                wolfSSL_CertManagerVerifyBuffer(cm, certs[i].buffer, (long)certs[i].length,
-                                                WOLFSSL_FILETYPE_ASN1) != WOLFSSL_SUCCESS)
+            if (added[i])
                 continue;
-            if (wolfSSL_CertManagerLoadCABuffer(cm, certs[i].buffer, (long)certs[i].length,
-                                                WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS)
+            r = wolfSSL_CertManagerVerifyBuffer(cm, certs[i].buffer, (long)certs[i].length,
+                                                WOLFSSL_FILETYPE_ASN1);
+            if (r == WOLFSSL_SUCCESS)
+                r = wolfSSL_CertManagerLoadCABuffer(cm, certs[i].buffer, (long)certs[i].length,
+                                                    WOLFSSL_FILETYPE_ASN1);
+            if (hb_wolfssl_out_of_memory(r))
+                goto out;
+            if (r == WOLFSSL_SUCCESS)
                 added[i] = progress = 1;
         }
     }
-    ok = wolfSSL_CertManagerVerifyBuffer(cm, certs[0].buffer, (long)certs[0].length,
-                                         WOLFSSL_FILETYPE_ASN1) == WOLFSSL_SUCCESS;
+    r = wolfSSL_CertManagerVerifyBuffer(cm, certs[0].buffer, (long)certs[0].length,
+                                        WOLFSSL_FILETYPE_ASN1);
+    ok = r == WOLFSSL_SUCCESS;
 out:
     wolfSSL_CertManagerFree(cm);
-    return ok;
+    /* Short of memory, nothing is proved either way. */
+    return hb_wolfssl_out_of_memory(r) ? HBONE_ERR_NOMEM : ok;
 }
 
 static int check_bundle_binding(hb_tls *t, const WOLFSSL_BUFFER_INFO *certs, int n)
@@ -324,8 +338,10 @@ static int check_bundle_binding(hb_tls *t, const WOLFSSL_BUFFER_INFO *certs, int
         return 0;
     for (size_t i = 0; i < cfg->n_bundles; i++) {
         const hb_trust_bundle *other = &cfg->bundles[i];
-        if (other == own || chain_leads_to(other, certs, n) != 1)
+        if (other == own || (r = chain_leads_to(other, certs, n)) == 0)
             continue;
+        if (r < 0)
+            return r;
         return hb_detail_set(&t->detail, HBONE_ERR_ID_BUNDLE,
                              "%s certificate chains to the bundle of trust domain %s, not %.*s",
                              peer_name(t), other->trust_domain, (int)td_len, td);
@@ -464,17 +480,15 @@ int hb_tls_new(hb_tls **out, hbone_config *cfg, int role)
     /* ALPN is exactly "h2"; a peer offering something else fails here, a
      * peer offering nothing fails check_alpn(). */
     char alpn[] = ALPN_H2;
-    if (wolfSSL_UseALPN(t->ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_FAILED_ON_MISMATCH) !=
-        WOLFSSL_SUCCESS) {
-        hb_tls_del(t);
-        return HBONE_ERR_INTERNAL;
-    }
+    r = wolfSSL_UseALPN(t->ssl, alpn, sizeof(alpn) - 1, WOLFSSL_ALPN_FAILED_ON_MISMATCH);
     /* Lead with a P-256 key share: the one group every ztunnel build accepts,
      * so no HelloRetryRequest round trip. */
-    if (role == HB_TLS_CLIENT &&
-        wolfSSL_UseKeyShare(t->ssl, WOLFSSL_ECC_SECP256R1) != WOLFSSL_SUCCESS) {
+    if (r == WOLFSSL_SUCCESS && role == HB_TLS_CLIENT)
+        r = wolfSSL_UseKeyShare(t->ssl, WOLFSSL_ECC_SECP256R1);
+    if (r != WOLFSSL_SUCCESS) {
+        /* The arguments are constants: short of memory, it is a bug. */
         hb_tls_del(t);
-        return HBONE_ERR_INTERNAL;
+        return hb_wolfssl_out_of_memory(r) ? HBONE_ERR_NOMEM : HBONE_ERR_INTERNAL;
     }
     *out = t;
     return 0;

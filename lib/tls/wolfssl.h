@@ -15,4 +15,11 @@
     "libhbone reads the peer leaf in the verify callback: build wolfSSL with -DWOLFSSL_ALWAYS_VERIFY_CB"
 #endif
 
+/* wolfSSL names an allocation failure with one of two codes: wolfCrypt's
+ * MEMORY_E and the TLS layer's MEMORY_ERROR. */
+static inline int hb_wolfssl_out_of_memory(int err)
+{
+    return err == MEMORY_E || err == MEMORY_ERROR;
+}
+
 #endif /* HB_TLS_WOLFSSL_H */

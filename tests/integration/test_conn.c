@@ -358,7 +358,8 @@ START_TEST(connection_buffer_is_configurable)
 END_TEST
 
 /* Each allocation of a scenario fails in turn (the 1st, the 2nd, ...):
- * _i 0 opening a tunnel, 1 moving data both ways, 2 closing it. Every run
+ * _i 0 opening a tunnel, 1 moving data both ways, 2 closing it; _i 3-5 the
+ * same with wolfSSL's allocations failing instead of libhbone's. Every run
  * ends without a crash or a leak, and either completes exactly or reports
  * an error somewhere (a call, either connection, or the tunnel's close
  * reason): never a silent half-success. */
@@ -369,10 +370,13 @@ START_TEST(every_allocation_failure_in_a_tunnel_is_clean)
     for (size_t i = 0; i < DATA; i++)
         data[i] = (uint8_t)(i * 7);
     uint32_t sum = tl_checksum(TL_CHECKSUM_INIT, data, DATA);
+    int phase = _i % 3;
     for (long n = 1;; n++) {
         ck_assert_int_lt(n, 5000);
-        tl_counting counts;
-        hbone_mem *mem = tl_counting_mem(&counts, -1);
+        tl_counting own_counts, wolfssl_counts;
+        hbone_mem *mem = tl_counting_mem(&own_counts, -1);
+        tl_count_wolfssl(&wolfssl_counts, -1);
+        tl_counting *failing = _i < 3 ? &own_counts : &wolfssl_counts;
         struct pair p;
         pair_mem = mem;
         pair_init(&p, SERVER_ID, 300 + (unsigned)n);
@@ -381,27 +385,27 @@ START_TEST(every_allocation_failure_in_a_tunnel_is_clean)
         p.server.echo = 1;
         p.client.tolerate_nomem = p.server.tolerate_nomem = 1;
         int32_t id = 0;
-        if (_i > 0) {
+        if (phase > 0) {
             id = open_tunnel(&p, "10.0.0.2:80");
             pump(&p, NULL, NULL);
         } else {
             pump(&p, NULL, NULL); /* the handshake; its failures are handshake/'s */
         }
-        counts.budget = n - 1; /* the nth allocation from here fails */
-        long attempts = counts.attempts;
+        failing->budget = n - 1; /* the nth allocation from here fails */
+        long attempts = failing->attempts;
         int api = 0, cerr = 0, serr = 0;
         size_t accepted = 0;
-        if (_i == 0) {
+        if (phase == 0) {
             api = hbone_conn_tunnel_open(p.client.conn, "10.0.0.2:80", 11, NULL, NULL, NULL, NULL,
                                          0, &id);
-        } else if (_i == 1) {
+        } else if (phase == 1) {
             api = hbone_conn_tunnel_write(p.client.conn, id, data, DATA, &accepted);
         } else {
             api = hbone_conn_tunnel_shutdown(p.client.conn, id);
         }
         pump(&p, &cerr, &serr);
-        int failed = counts.attempts - attempts >= n; /* the nth attempt came, and failed */
-        counts.budget = -1;
+        int failed = failing->attempts - attempts >= n; /* the nth attempt came, and failed */
+        failing->budget = -1;
         struct tunnel_log *cli = id > 0 ? log_of(&p.client, id) : NULL;
         struct tunnel_log *srv = id > 0 ? log_of(&p.server, id) : NULL;
         int reported = api < 0 || cerr < 0 || serr < 0 || p.client.app_errors ||
@@ -412,19 +416,25 @@ START_TEST(every_allocation_failure_in_a_tunnel_is_clean)
             /* Then it all happened: the tunnel is up, the echo whole, the
              * close clean. */
             ck_assert_int_eq(cli->status, 200);
-            if (_i == 1) {
+            if (phase == 1) {
                 ck_assert_uint_eq(accepted, DATA);
                 ck_assert_uint_eq(cli->received, DATA);
                 ck_assert_uint_eq(cli->checksum, sum);
             }
-            if (_i == 2)
+            if (phase == 2)
                 ck_assert_int_eq(cli->closed, 1);
         }
         pair_free(&p);
-        ck_assert_int_eq(counts.allocs, counts.frees);
+        size_t leaked;
+        ck_assert_msg(tl_count_wolfssl_end(&leaked, 1) == 0, "n %ld: wolfSSL blocks left", n);
+        ck_assert_int_eq(own_counts.allocs, own_counts.frees);
         hbone_mem_del(mem);
-        if (!failed)
-            break; /* the scenario needs fewer than n allocations: all were tried */
+        if (!failed) {
+            /* the scenario needs fewer than n allocations: all were tried */
+            printf("%s, phase %d: %ld allocations swept\n", _i < 3 ? "libhbone" : "wolfSSL", phase,
+                   n - 1);
+            break;
+        }
     }
 }
 END_TEST
@@ -1051,7 +1061,7 @@ int main(void)
     tcase_add_test(tc, backpressure_until_the_peer_consumes);
     tcase_add_test(tc, tunnel_buffer_is_configurable);
     tcase_add_test(tc, connection_buffer_is_configurable);
-    tcase_add_loop_test(tc, every_allocation_failure_in_a_tunnel_is_clean, 0, 3);
+    tcase_add_loop_test(tc, every_allocation_failure_in_a_tunnel_is_clean, 0, 6);
     tcase_add_test(tc, client_api_refuses_bad_requests);
     tcase_add_test(tc, closed_tunnels_return_their_window);
     tcase_add_test(tc, handshake_times_out);

@@ -9,6 +9,9 @@
 #include <string.h>
 
 #include "identity/pem.h"
+#include "tls/wolfssl.h"
+
+#include <wolfssl/wolfcrypt/memory.h>
 
 #ifndef TL_GEN_PKI
 #error "TL_GEN_PKI must name tests/support/gen-pki.sh"
@@ -184,6 +187,98 @@ hbone_mem *tl_counting_mem(tl_counting *c, long budget)
     ck_assert_int_eq(hbone_mem_new(&mem, count_malloc, count_free, count_calloc, count_realloc, c),
                      0);
     return mem;
+}
+
+/* wolfSSL's blocks allocated while counting, by address. Only these count
+ * when freed, so blocks from before counting began leave the balance alone,
+ * and those left at the end are leaks, with their sizes. Searched from the
+ * newest: most blocks go soon after they came. */
+enum { WOLFSSL_MAX_LIVE = 16384 };
+static struct wolfssl_block {
+    void *ptr;
+    size_t size;
+} wolfssl_live[WOLFSSL_MAX_LIVE];
+static size_t wolfssl_n_live;
+static tl_counting *wolfssl_counter;
+static wolfSSL_Malloc_cb saved_malloc;
+static wolfSSL_Free_cb saved_free;
+static wolfSSL_Realloc_cb saved_realloc;
+
+static struct wolfssl_block *wolfssl_block_of(const void *ptr)
+{
+    for (size_t i = wolfssl_n_live; ptr && i-- > 0;) {
+        if (wolfssl_live[i].ptr == ptr)
+            return &wolfssl_live[i];
+    }
+    return NULL;
+}
+
+static void wolfssl_track(void *ptr, size_t size)
+{
+    TL_REQUIRE(wolfssl_n_live < WOLFSSL_MAX_LIVE, "more than %d live wolfSSL blocks",
+               WOLFSSL_MAX_LIVE);
+    wolfssl_live[wolfssl_n_live++] = (struct wolfssl_block){ptr, size};
+    wolfssl_counter->allocs++;
+}
+
+static void wolfssl_untrack(struct wolfssl_block *b)
+{
+    *b = wolfssl_live[--wolfssl_n_live];
+    wolfssl_counter->frees++;
+}
+
+static void *wolfssl_malloc(size_t size)
+{
+    if (!count_allowed(wolfssl_counter))
+        return NULL;
+    void *p = malloc(size ? size : 1);
+    if (p)
+        wolfssl_track(p, size);
+    return p;
+}
+
+static void wolfssl_free(void *ptr)
+{
+    struct wolfssl_block *b = wolfssl_block_of(ptr);
+    if (b)
+        wolfssl_untrack(b);
+    free(ptr);
+}
+
+static void *wolfssl_realloc(void *ptr, size_t size)
+{
+    if (!count_allowed(wolfssl_counter))
+        return NULL;
+    struct wolfssl_block *b = wolfssl_block_of(ptr);
+    void *p = realloc(ptr, size ? size : 1);
+    if (p && b)
+        *b = (struct wolfssl_block){p, size};
+    else if (p && !ptr)
+        wolfssl_track(p, size);
+    return p;
+}
+
+void tl_count_wolfssl(tl_counting *c, long budget)
+{
+    memset(c, 0, sizeof(*c));
+    c->budget = budget;
+    ck_assert_ptr_null(wolfssl_counter);
+    wolfssl_counter = c;
+    wolfssl_n_live = 0;
+    ck_assert_int_eq(wolfSSL_GetAllocators(&saved_malloc, &saved_free, &saved_realloc), 0);
+    ck_assert_int_eq(wolfSSL_SetAllocators(wolfssl_malloc, wolfssl_free, wolfssl_realloc), 0);
+}
+
+size_t tl_count_wolfssl_end(size_t *leaked_sizes, size_t max)
+{
+    ck_assert_int_eq(wolfSSL_SetAllocators(saved_malloc, saved_free, saved_realloc), 0);
+    wolfssl_counter = NULL;
+    for (size_t i = 0; i < wolfssl_n_live; i++) {
+        if (i < max)
+            leaked_sizes[i] = wolfssl_live[i].size;
+        free(wolfssl_live[i].ptr); /* the caller judges the leak: the leak checkers need not */
+    }
+    return wolfssl_n_live;
 }
 
 long tl_scale(long full, long reduced)

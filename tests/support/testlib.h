@@ -50,6 +50,15 @@ typedef struct tl_counting {
 /* Reset @p c and return an allocator over it (free with hbone_mem_del). */
 hbone_mem *tl_counting_mem(tl_counting *c, long budget);
 
+/* The same counting, and failing, for wolfSSL's own allocations, which do
+ * not go through hbone_mem: wolfSSL's allocator is process-wide, so one
+ * counter at a time. Reset @p c and count into it (blocks allocated while
+ * counting only; live_bytes is not kept) until tl_count_wolfssl_end(),
+ * which returns how many of those blocks are still allocated, puts the
+ * sizes of the first @p max in @p leaked_sizes, and frees them all. */
+void tl_count_wolfssl(tl_counting *c, long budget);
+size_t tl_count_wolfssl_end(size_t *leaked_sizes, size_t max);
+
 /* ck_assert_msg for hot paths. Check records the place of every assertion
  * that passes, a write() each time; this costs nothing until it fails. */
 #define TL_REQUIRE(cond, ...)                                                                      \
