@@ -4,7 +4,7 @@
  *
  *   hbone serve   --listen ADDR:PORT TLS... [--allow ID]... [--echo]
  *                 [--max-handshakes N] [--max-connections N]
- *                 [--max-dials N] [--dial-timeout MS]
+ *                 [--max-dials N] [--max-dials-per-peer N] [--dial-timeout MS]
  *   hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id ID TLS...
  *                 [--header 'name: value']...
  *   hbone forward --listen ADDR:PORT --peer ADDR:PORT --authority HOST:PORT
@@ -50,7 +50,8 @@ struct options {
     size_t n_headers;
     int echo;
     unsigned max_handshakes, max_connections; /* serve; 0 until given */
-    unsigned max_dials, dial_timeout_ms;      /* serve; 0 until given */
+    unsigned max_dials, max_dials_per_peer;   /* serve; 0 until given */
+    unsigned dial_timeout_ms;                 /* serve; 0 until given */
 };
 
 static const char *command = "hbone";
@@ -384,6 +385,11 @@ static int32_t open_tunnel(struct conn_watch *cw)
 #define DEFAULT_MAX_HANDSHAKES 128
 #define DEFAULT_MAX_CONNECTIONS 1024
 #define DEFAULT_MAX_DIALS 256
+/* A quarter of the default --max-dials: a peer hoarding dials (CONNECTs into
+ * a black hole) must hold four identities to fill every slot, while one
+ * workload still has far more than it needs in ordinary use (a dial to a
+ * live upstream ends within a round trip). */
+#define DEFAULT_MAX_DIALS_PER_PEER 64
 #define DEFAULT_DIAL_TIMEOUT_MS 10000
 #define REFUSAL_LOG_INTERVAL_MS 1000
 
@@ -402,15 +408,26 @@ struct refusals {
     const char *what; /* the count's line: "N more <what>" */
 };
 
+/* The dials in progress for one peer identity. An entry exists only while
+ * its count is above 0, so there are never more than --max-dials of them. */
+struct peer_dials {
+    struct peer_dials *next;
+    unsigned count;
+    char id[]; /* the SPIFFE ID in full (up to 2048 bytes), NUL-terminated */
+};
+
 /* Every connection costs a TLS session and an fd from its accept, and until
  * its handshake completes the peer has proved nothing: both are capped. Every
- * dial holds a socket until it connects, fails or times out: capped too. */
+ * dial holds a socket until it connects, fails or times out: capped too, in
+ * all and for each peer identity. */
 struct serve_state {
     watcher log_timer; /* no fd: reports the refusals left out of the log */
     unsigned max_open, max_handshaking;
     unsigned dials, max_dials; /* upstream connects in progress */
+    unsigned max_dials_per_peer;
+    struct peer_dials *peers; /* those with dials in progress */
     int dial_timeout_ms;
-    struct refusals connections, connects, evictions;
+    struct refusals connections, connects, peer_connects, evictions;
     struct handshake_queue handshaking;
     struct host_addr self; /* the listening address */
     int self_any;          /* it is 0.0.0.0 or [::]: every address of the host */
@@ -459,6 +476,26 @@ static void refuse_dial(struct serve_state *s, hbone_conn *conn, int conn_fd, co
             s->dials, authority, hbone_spiffe_id_str(hbone_conn_peer_id(conn), NULL), peer);
 }
 
+/*
+ * A CONNECT beyond its peer's share of the dials (--max-dials-per-peer) is
+ * answered 503 without dialing: otherwise one peer sending CONNECTs to a
+ * black hole holds every dial slot for the dial timeout, and every other
+ * peer is refused. The share is the identity's, not the connection's: a
+ * workload opening more connections gets no more slots.
+ */
+static void refuse_peer_dial(struct serve_state *s, const char *peer, unsigned pending, int conn_fd,
+                             const char *authority)
+{
+    if (!refusal_logged(&s->peer_connects))
+        return;
+    char address[INET6_ADDRSTRLEN + 8];
+    peer_address(conn_fd, address, sizeof(address));
+    fprintf(stderr,
+            "hbone serve: peer %s has %u dials pending (per-peer limit), refusing CONNECT %s "
+            "from %s\n",
+            peer, pending, authority, address);
+}
+
 static void refusals_due(const struct refusals *r, uint64_t now, int *timeout_ms)
 {
     if (!r->unlogged)
@@ -482,6 +519,7 @@ static short log_timer_events(watcher *w, uint64_t now, int *timeout_ms)
     struct serve_state *s = w->ctx;
     refusals_due(&s->connections, now, timeout_ms);
     refusals_due(&s->connects, now, timeout_ms);
+    refusals_due(&s->peer_connects, now, timeout_ms);
     refusals_due(&s->evictions, now, timeout_ms);
     return 0;
 }
@@ -492,7 +530,74 @@ static int log_timer_handle(watcher *w, short revents, uint64_t now)
     struct serve_state *s = w->ctx;
     report_refusals(&s->connections, now);
     report_refusals(&s->connects, now);
+    report_refusals(&s->peer_connects, now);
     report_refusals(&s->evictions, now);
+    return 0;
+}
+
+/* --- serve: each peer's share of the dials ----------------------------------- */
+
+static struct peer_dials *find_peer_dials(struct serve_state *s, const char *id)
+{
+    for (struct peer_dials *d = s->peers; d; d = d->next) {
+        if (strcmp(d->id, id) == 0)
+            return d;
+    }
+    return NULL;
+}
+
+static unsigned peer_dials_pending(struct serve_state *s, const char *id)
+{
+    struct peer_dials *d = find_peer_dials(s, id);
+    return d ? d->count : 0;
+}
+
+/* Counts a dial against @p id's share; NULL when out of memory. */
+static struct peer_dials *take_peer_dial(struct serve_state *s, const char *id)
+{
+    struct peer_dials *d = find_peer_dials(s, id);
+    if (!d) {
+        size_t len = strlen(id);
+        d = malloc(sizeof(*d) + len + 1);
+        if (!d)
+            return NULL;
+        memcpy(d->id, id, len + 1);
+        d->count = 0;
+        d->next = s->peers;
+        s->peers = d;
+    }
+    d->count++;
+    return d;
+}
+
+/* The entry goes with its last dial: the table holds only peers dialing. */
+static void give_back_peer_dial(struct serve_state *s, struct peer_dials *d)
+{
+    if (--d->count > 0)
+        return;
+    struct peer_dials **link = &s->peers;
+    while (*link != d)
+        link = &(*link)->next;
+    *link = d->next;
+    free(d);
+}
+
+/* Whether a dial for @p peer must wait: the limit reached, if any, is
+ * logged (one line a second at most) and the CONNECT is to be answered 503.
+ * The overall limit is checked first: when every slot is taken, that is
+ * what the log names, whoever holds them. */
+static int dial_refused(struct serve_state *s, hbone_conn *conn, int conn_fd, const char *peer,
+                        const char *authority)
+{
+    if (s->dials >= s->max_dials) {
+        refuse_dial(s, conn, conn_fd, authority);
+        return 1;
+    }
+    unsigned pending = peer_dials_pending(s, peer);
+    if (pending >= s->max_dials_per_peer) {
+        refuse_peer_dial(s, peer, pending, conn_fd, authority);
+        return 1;
+    }
     return 0;
 }
 
@@ -522,7 +627,9 @@ static void serve_done(tunnel_pipe *p, uint32_t reason)
 static void serve_dialed(tunnel_pipe *p, int error)
 {
     struct serve_state *s = p->ctx;
-    s->dials--; /* the pipe reports the end of each dial once, whatever ended it */
+    /* The pipe reports the end of each dial once, whatever ended it. */
+    s->dials--;
+    give_back_peer_dial(s, p->dial_ctx);
     if (p->closed)
         return; /* reset or lost while dialing: nothing to answer */
     if (error == 0) {
@@ -629,8 +736,7 @@ static void serve_request(hbone_conn *conn, int32_t tunnel, const char *host, si
     /* Checked before anything is spent on the tunnel; a peer that is not
      * allowed learns that (401) rather than how busy the server is, and a
      * CONNECT to serve itself is refused for what it is (403), busy or not. */
-    if (ok && !self && !cw->o->echo && s->dials >= s->max_dials) {
-        refuse_dial(s, conn, cw->w.fd, authority);
+    if (ok && !self && !cw->o->echo && dial_refused(s, conn, cw->w.fd, peer, authority)) {
         hbone_conn_tunnel_reject(conn, tunnel, 503);
         return;
     }
@@ -665,12 +771,16 @@ static void serve_request(hbone_conn *conn, int32_t tunnel, const char *host, si
         hbone_conn_tunnel_accept(conn, tunnel, NULL, NULL, NULL, NULL, 0);
         return;
     }
-    if (pipe_dial(p, authority, strlen(authority), s->dial_timeout_ms, serve_dialed) < 0) {
+    p->dial_ctx = take_peer_dial(s, peer);
+    if (!p->dial_ctx ||
+        pipe_dial(p, authority, strlen(authority), s->dial_timeout_ms, serve_dialed) < 0) {
+        if (p->dial_ctx)
+            give_back_peer_dial(s, p->dial_ctx);
         p->outcome = "dial-failed-503";
         hbone_conn_tunnel_reject(conn, tunnel, 503);
         return;
     }
-    s->dials++; /* serve_dialed gives it back */
+    s->dials++; /* serve_dialed gives it back, and the peer's share */
 }
 
 struct listener {
@@ -838,6 +948,20 @@ static void listening_address(struct serve_state *s, int fd)
     }
 }
 
+/* --max-dials-per-peer, or its default. More than --max-dials would be a
+ * share that can never be reached: taken for a mistake, it is refused. The
+ * default is cut to --max-dials when that is lower, so that a low
+ * --max-dials alone means what it did before there were shares. */
+static unsigned dials_per_peer(const struct options *o, unsigned max_dials)
+{
+    if (!o->max_dials_per_peer)
+        return max_dials < DEFAULT_MAX_DIALS_PER_PEER ? max_dials : DEFAULT_MAX_DIALS_PER_PEER;
+    if (o->max_dials_per_peer > max_dials)
+        fail_usage("--max-dials-per-peer %u: more than --max-dials (%u)", o->max_dials_per_peer,
+                   max_dials);
+    return o->max_dials_per_peer;
+}
+
 static int cmd_serve(const struct options *o)
 {
     if (!o->listen)
@@ -846,9 +970,11 @@ static int cmd_serve(const struct options *o)
     s.max_handshaking = o->max_handshakes ? o->max_handshakes : DEFAULT_MAX_HANDSHAKES;
     s.max_open = o->max_connections ? o->max_connections : DEFAULT_MAX_CONNECTIONS;
     s.max_dials = o->max_dials ? o->max_dials : DEFAULT_MAX_DIALS;
+    s.max_dials_per_peer = dials_per_peer(o, s.max_dials);
     s.dial_timeout_ms = o->dial_timeout_ms ? (int)o->dial_timeout_ms : DEFAULT_DIAL_TIMEOUT_MS;
     s.connections.what = "connections refused (limits)";
     s.connects.what = "CONNECTs refused (dial limit)";
+    s.peer_connects.what = "CONNECTs refused (per-peer dial limit)";
     s.evictions.what = "pending handshakes closed for newer ones (limit)";
     s.log_timer = (watcher){-1, log_timer_events, log_timer_handle, NULL, &s};
     loop_add(&s.log_timer);
@@ -1031,7 +1157,7 @@ static const char usage_serve[] =
     "usage: hbone serve --listen ADDR:PORT --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem\n"
     "                   [--trust-domain TD] [--allow SPIFFE_ID]... [--echo]\n"
     "                   [--max-handshakes N] [--max-connections N]\n"
-    "                   [--max-dials N] [--dial-timeout MS]\n"
+    "                   [--max-dials N] [--max-dials-per-peer N] [--dial-timeout MS]\n"
     "Terminate HBONE: authorize each CONNECT (--allow: only these peers, 401 otherwise),\n"
     "then dial its authority and pipe bytes both ways (503 if the dial fails), or with\n"
     "--echo send the tunnel's bytes back. One log line per tunnel on stderr.\n"
@@ -1043,7 +1169,9 @@ static const char usage_serve[] =
     "is closed at once. Both are logged (one line a second at most, then a count).\n"
     "A dial not connected within --dial-timeout ms (default 10000) is abandoned and\n"
     "answered 503; with --max-dials dials (default 256) in progress, a further CONNECT\n"
-    "is answered 503 at once, without dialing, and logged the same way.\n";
+    "is answered 503 at once, without dialing, and logged the same way. So is one from a\n"
+    "peer identity (over all its connections) with --max-dials-per-peer dials in\n"
+    "progress (default 64, or --max-dials if lower; at most --max-dials).\n";
 static const char usage_connect[] =
     "usage: hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id SPIFFE_ID\n"
     "                     --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem [--trust-domain TD]\n"
@@ -1088,6 +1216,7 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         MAX_HANDSHAKES,
         MAX_CONNECTIONS,
         MAX_DIALS,
+        MAX_DIALS_PER_PEER,
         DIAL_TIMEOUT,
         HELP
     };
@@ -1106,6 +1235,7 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         {"max-handshakes", required_argument, NULL, MAX_HANDSHAKES},
         {"max-connections", required_argument, NULL, MAX_CONNECTIONS},
         {"max-dials", required_argument, NULL, MAX_DIALS},
+        {"max-dials-per-peer", required_argument, NULL, MAX_DIALS_PER_PEER},
         {"dial-timeout", required_argument, NULL, DIAL_TIMEOUT},
         {"help", no_argument, NULL, HELP},
         {NULL, 0, NULL, 0},
@@ -1113,7 +1243,7 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
     /* Each command takes only its own flags. */
     const char *own = strcmp(command, "serve") == 0 ? "listen cert key ca trust-domain allow echo "
                                                       "max-handshakes max-connections max-dials "
-                                                      "dial-timeout"
+                                                      "max-dials-per-peer dial-timeout"
                       : strcmp(command, "connect") == 0 ? "peer authority expect-id cert key ca "
                                                           "trust-domain header"
                                                         : "listen peer authority expect-id cert "
@@ -1165,6 +1295,9 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
             break;
         case MAX_DIALS:
             o->max_dials = parse_limit(flags[index].name, optarg);
+            break;
+        case MAX_DIALS_PER_PEER:
+            o->max_dials_per_peer = parse_limit(flags[index].name, optarg);
             break;
         case DIAL_TIMEOUT:
             o->dial_timeout_ms = parse_limit(flags[index].name, optarg);

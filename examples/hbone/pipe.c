@@ -103,7 +103,8 @@ static void read_fd(tunnel_pipe *p)
 }
 
 /* The dial is over, for whatever reason: this runs once per dial, so the
- * caller's bookkeeping (serve's count of dials in progress) is undone once.
+ * caller's bookkeeping (serve's counts of dials in progress, in all and by
+ * the peer) is undone once.
  * A failed dial's socket goes at once rather than with the tunnel: a peer
  * piling up CONNECTs to a black hole must not hold descriptors by them. */
 static void end_dial(tunnel_pipe *p, int err)

@@ -40,6 +40,7 @@ struct tunnel_pipe {
     pipe_done_fn done;
     pipe_dialed_fn dialed;
     void *ctx;
+    void *dial_ctx;      /* the dialer's, for @p dialed (serve: the peer's share) */
     const char *outcome; /* for the log line, when the tunnel was answered early */
     char label[400];     /* for log lines */
 };

@@ -25,6 +25,7 @@ EXAMPLES = sys.argv[4:6]  # the epoll and sans-IO examples, when built
 PKI = os.path.join(SCRATCH, "pki")
 SERVER_ID = "spiffe://cluster.local/ns/default/sa/server"
 CLIENT_ID = "spiffe://cluster.local/ns/default/sa/client"
+CLIENT2_ID = "spiffe://cluster.local/ns/other/sa/client2"  # the client2 leaf: another peer
 results = []
 
 
@@ -120,6 +121,15 @@ def bounded_connect(port, authority, data, timeout=10):
         return connect(port, authority, data, timeout=timeout)
     except subprocess.TimeoutExpired as e:
         return subprocess.CompletedProcess(e.cmd, None, e.stdout or b"", e.stderr or b"")
+
+
+def pending_connect(port, authority, leaf="client"):
+    """`hbone connect` started and left to wait for its answer (to a CONNECT
+    into a black hole, say), with nothing to send; wait_exit() collects it."""
+    return subprocess.Popen(
+        [HBONE, "connect", "--peer", f"127.0.0.1:{port}", "--authority", authority,
+         "--expect-id", SERVER_ID] + tls(leaf),
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 def timed_connect(port, authority, timeout):
@@ -589,11 +599,7 @@ def main():
     # answered 503 at once, without dialing.
     srv = Server(["serve", "--listen", "127.0.0.1:0", "--max-dials", "2", "--dial-timeout", "2000"]
                  + tls("server"))
-    pending = [subprocess.Popen(
-        [HBONE, "connect", "--peer", f"127.0.0.1:{srv.port}", "--authority", hole.authority,
-         "--expect-id", SERVER_ID] + tls("client"),
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-        for _ in range(2)]
+    pending = [pending_connect(srv.port, hole.authority) for _ in range(2)]
     dialing = wait_until(lambda: hole.dials() == 2)
     r, took = timed_connect(srv.port, hole.authority, timeout=10)
     check("--max-dials 2: with two dials pending, a third CONNECT is answered 503 at once",
@@ -643,6 +649,92 @@ def main():
           len(lost) == 2 and all(f"authority={hole.authority} " in l for l in lost),
           f"{len(lost)} lines: {lost[:2]}")
     check_recovered(srv, "a CONNECT flood into a black hole, its connection gone",
+                    f"127.0.0.1:{upstream}")
+    srv.stop()
+
+    # Each peer identity's share of the dials. Peer A (the client identity)
+    # holds its two into the black hole, on two connections; its CONNECTs on
+    # further connections are answered 503 at once, without dialing. Peer B
+    # (client2) still gets the third slot, which A alone would otherwise take
+    # (--max-dials 3). A's share comes back when its dials time out, and when
+    # its connection goes while they are in progress.
+    what = "--max-dials-per-peer 2"
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--max-dials", "3", "--max-dials-per-peer",
+                  "2", "--dial-timeout", "3000"] + tls("server"))
+    pending = [pending_connect(srv.port, hole.authority) for _ in range(2)]
+    dialing = wait_until(lambda: hole.dials() == 2)
+    # A's third; then, once it is answered (or, were it dialed, holds the last
+    # slot), B's; only then whatever would wait for A's third.
+    start = time.monotonic()
+    third = pending_connect(srv.port, hole.authority)
+    wait_until(lambda: third.poll() is not None or hole.dials() == 3)
+    took = time.monotonic() - start
+    data = os.urandom(1 << 20)
+    mark = len(srv.lines)
+    r = connect(srv.port, f"127.0.0.1:{upstream}", data, leaf="client2")
+    a_dials = hole.dials()
+    code, err = wait_exit(third, timeout=10)
+    # A's two connections and their two dials: the third's connection and
+    # B's gone, and nothing dialed for the third.
+    wait_until(lambda: fd_count(srv.proc.pid) == srv.fd_baseline + 4)
+    n = fd_count(srv.proc.pid)
+    check(f"{what}: with peer A's two dials pending (on two connections), its CONNECT on a third "
+          "is answered 503 at once, without dialing",
+          dialing and code == 4 and b"answered 503" in err and took < 1.0
+          and hole.dials() == 2 and n == srv.fd_baseline + 4,
+          f"{dialing} (2 dialing before), {code} after {took:.2f} s: {err.decode()}; "
+          f"{hole.dials()} dialing, {n} open, baseline {srv.fd_baseline}")
+    lines = srv.wait_lines(r"dials pending")
+    check(f"{what}: the refusal is logged, naming the per-peer limit, the peer and its address",
+          len(lines) == 1 and re.fullmatch(
+              r"hbone serve: peer " + re.escape(CLIENT_ID) + r" has 2 dials pending \(per-peer "
+              r"limit\), refusing CONNECT " + re.escape(hole.authority)
+              + r" from 127\.0\.0\.1:\d+\n", lines[0]) is not None, str(lines))
+    check(f"{what}: meanwhile peer B, another identity, is dialed and served, moving checksummed "
+          "data both ways",
+          r.returncode == 0 and hashlib.sha256(r.stdout).digest() == hashlib.sha256(data).digest()
+          and a_dials == 2,
+          f"{r.returncode}, {len(r.stdout)} bytes back: {r.stderr.decode()}; A's dials pending: "
+          f"{a_dials}")
+    lines = srv.wait_lines(r"peer=" + re.escape(CLIENT2_ID), since=mark)
+    check(f"{what}: serve logs peer B's tunnel",
+          len(lines) == 1 and f"peer={CLIENT2_ID} authority=127.0.0.1:{upstream} " in lines[0]
+          and lines[0].endswith(" outcome=closed\n"), str(lines))
+    fwd = Server(["forward", "--listen", "127.0.0.1:0", "--peer", f"127.0.0.1:{srv.port}",
+                  "--authority", hole.authority, "--expect-id", SERVER_ID] + tls("client"))
+    local = [socket.create_connection(("127.0.0.1", fwd.port)) for _ in range(10)]
+    answered = fwd.wait_lines(r"answered 503", count=10)
+    check(f"{what}: peer A's CONNECT flood on yet another connection is answered 503 at once, "
+          "none dialed", len(answered) == 10 and hole.dials() == 2,
+          f"{len(answered)} answered 503, {hole.dials()} dialing")
+    logged, counted = srv.wait_tally("(per-peer limit), refusing CONNECT",
+                                     r"(\d+) more CONNECTs refused \(per-peer dial limit\)", 11,
+                                     10.0)
+    check(f"{what}: the refusals are logged in part, the rest counted as per-peer ones",
+          logged + counted == 11 and 1 <= logged < 11
+          and not srv.wait_lines(r"\(limit\)|\(dial limit\)", timeout=0),
+          f"{logged} lines, {counted} counted")
+    results_pending = [wait_exit(p, timeout=10) for p in pending]
+    check(f"{what}: peer A's two pending dials time out, answered 503",
+          all(code == 4 and b"answered 503" in err for code, err in results_pending),
+          str(results_pending))
+    r = connect(srv.port, f"127.0.0.1:{upstream}", b"again")
+    check(f"{what}: with its dials timed out, peer A is dialed and served again",
+          r.returncode == 0 and r.stdout == b"again", f"{r.returncode} {r.stderr.decode()}")
+    local += [socket.create_connection(("127.0.0.1", fwd.port)) for _ in range(2)]
+    dialing = wait_until(lambda: hole.dials() == 2)
+    answered = fwd.wait_lines(r"answered 503", timeout=0)
+    check(f"{what}: peer A holds its whole share of dials again",
+          dialing and len(answered) == 10,
+          f"{hole.dials()} dialing, {len(answered)} answered 503 in all")
+    fwd.stop()
+    for s in local:
+        s.close()
+    lost = srv.wait_lines(r"outcome=connection-lost", count=2)
+    check(f"{what}: peer A's dialing tunnels close with its connection",
+          len(lost) == 2 and all(f"peer={CLIENT_ID} authority={hole.authority} " in l
+                                 for l in lost), str(lost))
+    check_recovered(srv, f"{what}, peer A's dials timed out and lost with its connection",
                     f"127.0.0.1:{upstream}")
     srv.stop()
     hole.close()
@@ -1147,23 +1239,33 @@ def main():
     for flag, value in (("--max-handshakes", "0"), ("--max-connections", "abc"),
                         ("--max-handshakes", "-1"), ("--max-connections", "99999999999"),
                         ("--max-dials", "0"), ("--max-dials", "-2"), ("--max-dials", "1e3"),
+                        ("--max-dials-per-peer", "0"), ("--max-dials-per-peer", "-1"),
+                        ("--max-dials-per-peer", "8x"),
                         ("--dial-timeout", "0"), ("--dial-timeout", "1.5"),
                         ("--dial-timeout", "10s"), ("--dial-timeout", "99999999999")):
         r = subprocess.run([HBONE, "serve", flag, value], capture_output=True)
         check(f"serve {flag} {value} is refused, naming the flag",
               r.returncode == 2 and f"{flag} {value}: expected a positive integer".encode()
               in r.stderr, f"{r.returncode} {r.stderr.decode()}")
+    # A share beyond --max-dials (given, or its default of 256) is a mistake.
+    for flags, limit in ((["--max-dials", "4", "--max-dials-per-peer", "5"], 4),
+                         (["--max-dials-per-peer", "257"], 256)):
+        r = subprocess.run([HBONE, "serve", "--listen", "127.0.0.1:0"] + flags, capture_output=True)
+        check(f"serve {' '.join(flags)} is refused, naming both limits",
+              r.returncode == 2 and f"--max-dials-per-peer {flags[-1]}: more than --max-dials "
+              f"({limit})".encode() in r.stderr, f"{r.returncode} {r.stderr.decode()}")
     r = subprocess.run([HBONE, "connect", "--max-connections", "1"], capture_output=True)
     check("--max-connections is serve's alone",
           r.returncode == 2 and b"--max-connections does not apply" in r.stderr)
-    for flag in ("--max-dials", "--dial-timeout"):
+    for flag in ("--max-dials", "--max-dials-per-peer", "--dial-timeout"):
         r = subprocess.run([HBONE, "forward", flag, "5"], capture_output=True)
         check(f"{flag} is serve's alone",
               r.returncode == 2 and flag.encode() + b" does not apply" in r.stderr)
     r = subprocess.run([HBONE, "serve", "--help"], capture_output=True)
     check("hbone serve --help names the limits",
           b"--max-handshakes N" in r.stdout and b"--max-connections N" in r.stdout
-          and b"--max-dials N" in r.stdout and b"--dial-timeout MS" in r.stdout)
+          and b"--max-dials N" in r.stdout and b"--max-dials-per-peer N" in r.stdout
+          and b"--dial-timeout MS" in r.stdout)
     for command in ("serve", "connect", "forward"):
         r = subprocess.run([HBONE, command, "--help"], capture_output=True)
         check(f"hbone {command} --help", r.returncode == 0 and b"usage: hbone " + command.encode()
