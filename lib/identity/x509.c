@@ -200,14 +200,30 @@ static int parse_extensions(hb_cursor exts, hb_x509_leaf *out)
     return 0;
 }
 
+/* Certificate: tbsCertificate, signatureAlgorithm, signatureValue, and
+ * not a byte more. */
+static int split_certificate(const uint8_t *der, size_t len, hb_cursor *tbs)
+{
+    hb_cursor in = hb_cursor_of(der, len), cert, field;
+    if (!der || hb_der_read(&in, HB_DER_SEQUENCE, &cert) < 0 || in.len != 0 ||
+        hb_der_read(&cert, HB_DER_SEQUENCE, tbs) < 0 ||
+        hb_der_read(&cert, HB_DER_SEQUENCE, &field) < 0 ||
+        hb_der_read(&cert, HB_DER_BIT_STRING, &field) < 0 || cert.len != 0)
+        return MALFORMED;
+    return 0;
+}
+
+int hb_x509_is_whole(const uint8_t *der, size_t len)
+{
+    hb_cursor tbs;
+    return split_certificate(der, len, &tbs) == 0;
+}
+
 int hb_x509_parse_leaf(const uint8_t *der, size_t len, hb_x509_leaf *out)
 {
     memset(out, 0, sizeof(*out));
-    hb_cursor in = hb_cursor_of(der, len), cert, tbs, field;
-    if (!der || hb_der_read(&in, HB_DER_SEQUENCE, &cert) < 0 || in.len != 0 ||
-        hb_der_read(&cert, HB_DER_SEQUENCE, &tbs) < 0 ||
-        hb_der_read(&cert, HB_DER_SEQUENCE, &field) < 0 ||
-        hb_der_read(&cert, HB_DER_BIT_STRING, &field) < 0 || cert.len != 0)
+    hb_cursor tbs, field;
+    if (split_certificate(der, len, &tbs) < 0)
         return MALFORMED;
     /* TBSCertificate: [0] version, serial, signature, issuer, validity,
      * subject, subjectPublicKeyInfo, [1] [2] unique IDs, [3] extensions. */

@@ -35,6 +35,10 @@ typedef struct hb_x509_leaf {
     hb_cursor general_names;
 } hb_x509_leaf;
 
+/* Whether @p der is exactly one Certificate's outer structure (its three
+ * fields, no byte after them); its contents are not examined. */
+int hb_x509_is_whole(const uint8_t *der, size_t len);
+
 /* Parse @p der (a whole Certificate). Returns 0 or HBONE_ERR_SVID_MALFORMED:
  * bad DER, trailing bytes, a duplicated extension, or a malformed value in
  * one of the extensions above. */

@@ -391,10 +391,25 @@ static int check_alpn(hb_tls *t)
     return 0;
 }
 
+/* wolfSSL reads a certificate of the chain and ignores what follows it in
+ * its entry: an entry must be one certificate, and nothing else. */
+static int check_entries_whole(hb_tls *t, const WOLFSSL_BUFFER_INFO *certs, int n)
+{
+    for (int i = 1; i < n; i++) {
+        if (!hb_x509_is_whole(certs[i].buffer, certs[i].length))
+            return hb_detail_set(&t->detail, HBONE_ERR_TLS_CERT_INVALID,
+                                 "%s certificate at depth %d is not one whole DER certificate",
+                                 peer_name(t), i);
+    }
+    return 0;
+}
+
 /* All identity checks of the peer leaf; sets t->peer_id on success. */
 static int check_peer(hb_tls *t, const WOLFSSL_BUFFER_INFO *certs, int n)
 {
     int r = check_alpn(t);
+    if (r == 0)
+        r = check_entries_whole(t, certs, n);
     if (r < 0)
         return r;
     hbone_spiffe_id_del(t->peer_id);

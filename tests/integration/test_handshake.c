@@ -12,6 +12,7 @@
 #include <hbone/conn.h>
 
 #include "testlib.h"
+#include "identity/pem.h"
 #include "tls/config.h"
 #include "tls/wolfssl.h"
 #include "raw_tls.h"
@@ -479,44 +480,51 @@ END_TEST
 
 /* --- a raw wolfSSL client, to play peers libhbone itself never is ------- */
 
-/* Run the raw client against a libhbone server; return the server's verdict. */
-static int raw_client_vs_server(int with_cert, const char *alpn, char *detail, size_t detail_len)
+/* Run the raw client @p rc against a libhbone server, free it, and return
+ * the server's verdict. */
+static int raw_vs_server(struct raw_client *rc, char *detail, size_t detail_len)
 {
     tl_counting counts;
     hbone_mem *mem = tl_counting_mem(&counts, -1);
     hbone_config *scfg = tl_config_mem("server", NULL, mem);
     hb_tls *server;
     ck_assert_int_eq(hb_tls_new(&server, scfg, HB_TLS_SERVER), 0);
-    struct raw_client rc;
-    raw_client_init(&rc, with_cert, alpn);
     int verdict = HBONE_ERR_AGAIN;
     for (int round = 0; round < 100 && verdict == HBONE_ERR_AGAIN; round++) {
-        (void)wolfSSL_negotiate(rc.ssl);
+        (void)wolfSSL_negotiate(rc->ssl);
         size_t consumed = 0;
-        verdict = hb_tls_handshake(server, rc.to_server.buf, rc.to_server.len, &consumed);
+        verdict = hb_tls_handshake(server, rc->to_server.buf, rc->to_server.len, &consumed);
         if (consumed) {
-            memmove(rc.to_server.buf, rc.to_server.buf + consumed, rc.to_server.len - consumed);
-            rc.to_server.len -= consumed;
+            memmove(rc->to_server.buf, rc->to_server.buf + consumed, rc->to_server.len - consumed);
+            rc->to_server.len -= consumed;
         }
         size_t out_len;
         const uint8_t *out = hb_tls_output(server, &out_len);
         if (out_len) {
-            raw_tls_push(&rc.from_server, out, out_len);
+            raw_tls_push(&rc->from_server, out, out_len);
             hb_tls_output_consume(server, out_len);
         } else if (consumed == 0 && verdict == HBONE_ERR_AGAIN) {
             break; /* nobody has anything to say */
         }
     }
     snprintf(detail, detail_len, "%s", hb_tls_error_detail(server));
-    ck_assert_ptr_null(hb_tls_peer_id(server));
+    /* Refused, it knows no peer; done, it knows the client's. */
+    ck_assert_int_eq(hb_tls_peer_id(server) != NULL, verdict == 0);
     hb_tls_del(server);
-    raw_client_free(&rc);
+    raw_client_free(rc);
     /* The server goes on serving good clients, and gave back all it took. */
     canary(scfg, 6);
     hbone_config_del(scfg);
     ck_assert_int_eq(counts.allocs, counts.frees);
     hbone_mem_del(mem);
     return verdict;
+}
+
+static int raw_client_vs_server(int with_cert, const char *alpn, char *detail, size_t detail_len)
+{
+    struct raw_client rc;
+    raw_client_init(&rc, with_cert, alpn);
+    return raw_vs_server(&rc, detail, detail_len);
 }
 
 START_TEST(client_without_certificate_is_refused)
@@ -541,6 +549,144 @@ START_TEST(client_offering_only_http11_is_refused)
     char detail[400];
     int r = raw_client_vs_server(1, "http/1.1", detail, sizeof(detail));
     ck_assert_msg(r == HBONE_ERR_TLS_ALPN, "got %d: %s", r, detail);
+}
+END_TEST
+
+/* --- garbage inside the client's Certificate message ---------------------- */
+
+/* @p der as a PEM CERTIFICATE block, appended to @p pem (NUL-terminated). */
+static char *append_pem_block(char *pem, const uint8_t *der, size_t len)
+{
+    static const char digits[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    size_t have = pem ? strlen(pem) : 0;
+    pem = realloc(pem, have + 64 + len * 2);
+    ck_assert_ptr_nonnull(pem);
+    char *at = pem + have;
+    at += sprintf(at, "-----BEGIN CERTIFICATE-----\n");
+    for (size_t i = 0; i < len; i += 3) {
+        uint32_t v = (uint32_t)der[i] << 16;
+        if (i + 1 < len)
+            v |= (uint32_t)der[i + 1] << 8;
+        if (i + 2 < len)
+            v |= der[i + 2];
+        *at++ = digits[v >> 18];
+        *at++ = digits[(v >> 12) & 63];
+        *at++ = i + 1 < len ? digits[(v >> 6) & 63] : '=';
+        *at++ = i + 2 < len ? digits[v & 63] : '=';
+        if ((i / 3) % 16 == 15 || i + 3 >= len)
+            *at++ = '\n';
+    }
+    sprintf(at, "-----END CERTIFICATE-----\n");
+    return pem;
+}
+
+/* The @p n th certificate (from 0) of the PKI file @p name, as DER. */
+static uint8_t *pki_cert(const char *name, int n, size_t *len)
+{
+    size_t pem_len, pos = 0;
+    char *pem = tl_pki_read(name, &pem_len);
+    uint8_t *der = NULL;
+    for (int i = 0; i <= n; i++) {
+        free(der);
+        der = NULL;
+        ck_assert_int_eq(
+            hb_pem_next(hb_mem_default(), pem, pem_len, &pos, "CERTIFICATE", &der, len), 0);
+    }
+    free(pem);
+    return der;
+}
+
+enum {
+    GARBAGE_RANDOM,
+    GARBAGE_TRUNCATED,
+    GARBAGE_OVERLONG,
+    GARBAGE_TRAILING,
+    GARBAGE_FLIPPED,
+    N_GARBAGE
+};
+static const char *const garbage_names[N_GARBAGE] = {
+    "700 random bytes", "the intermediate cut in half", "a SEQUENCE longer than its bytes",
+    "the intermediate with bytes after its end", "the intermediate with its signature altered"};
+
+/* The client's leaf, then certificate @p kind of garbage where its
+ * intermediate goes. wolfSSL's client sends it as it is: the server's
+ * parsing of the encrypted Certificate message meets it. */
+static char *chain_with_garbage(int kind)
+{
+    size_t leaf_len, int_len;
+    uint8_t *leaf = pki_cert("client.chain.pem", 0, &leaf_len);
+    uint8_t *inter = pki_cert("client.chain.pem", 1, &int_len);
+    uint8_t bad[1024];
+    size_t bad_len = 0;
+    switch (kind) {
+    case GARBAGE_RANDOM:
+        bad_len = 700;
+        for (size_t i = 0; i < bad_len; i++)
+            bad[i] = (uint8_t)(i * 131 + 17);
+        break;
+    case GARBAGE_TRUNCATED:
+        bad_len = int_len / 2;
+        memcpy(bad, inter, bad_len);
+        break;
+    case GARBAGE_OVERLONG: /* claims 65,535 bytes, has 16 */
+        bad_len = 20;
+        memcpy(bad, "\x30\x82\xff\xff", 4);
+        memset(bad + 4, 0x02, 16);
+        break;
+    case GARBAGE_TRAILING:
+        ck_assert_uint_lt(int_len + 8, sizeof(bad));
+        memcpy(bad, inter, int_len);
+        memset(bad + int_len, 0xa5, 8);
+        bad_len = int_len + 8;
+        break;
+    case GARBAGE_FLIPPED:
+        ck_assert_uint_lt(int_len, sizeof(bad));
+        memcpy(bad, inter, int_len);
+        bad[int_len - 5] ^= 0x01; /* inside the signature, the last field */
+        bad_len = int_len;
+        break;
+    }
+    char *pem = append_pem_block(NULL, leaf, leaf_len);
+    pem = append_pem_block(pem, bad, bad_len);
+    free(leaf);
+    free(inter);
+    return pem;
+}
+
+/* Each kind of garbage in place of the intermediate: the server refuses
+ * the client with an error that names the client's certificate, frees all
+ * it took, and serves the next client (raw_vs_server's canary). */
+START_TEST(garbage_in_the_certificate_message_is_refused)
+{
+    char *chain = chain_with_garbage(_i);
+    struct raw_client rc;
+    raw_client_init_chain(&rc, chain, strlen(chain), "h2");
+    free(chain);
+    char detail[400];
+    int r = raw_vs_server(&rc, detail, sizeof(detail));
+    printf("%s: %d (%s): %s\n", garbage_names[_i], r, hbone_strerror(r), detail);
+    ck_assert_msg(r == HBONE_ERR_TLS_CERT_INVALID || r == HBONE_ERR_TLS_CERT_UNTRUSTED,
+                  "%s: got %d (%s): %s", garbage_names[_i], r, hbone_strerror(r), detail);
+    ck_assert_msg(strstr(detail, "client certificate at depth 1") != NULL, "%s: %s",
+                  garbage_names[_i], detail);
+}
+END_TEST
+
+/* The positive control: the same chain, built the same way with the
+ * intermediate intact, is accepted. */
+START_TEST(a_rebuilt_chain_is_accepted)
+{
+    size_t leaf_len, int_len;
+    uint8_t *leaf = pki_cert("client.chain.pem", 0, &leaf_len);
+    uint8_t *inter = pki_cert("client.chain.pem", 1, &int_len);
+    char *chain = append_pem_block(append_pem_block(NULL, leaf, leaf_len), inter, int_len);
+    free(leaf);
+    free(inter);
+    struct raw_client rc;
+    raw_client_init_chain(&rc, chain, strlen(chain), "h2");
+    free(chain);
+    char detail[400];
+    ck_assert_int_eq(raw_vs_server(&rc, detail, sizeof(detail)), 0);
 }
 END_TEST
 
@@ -895,6 +1041,8 @@ int main(void)
     tcase_add_test(hostile, client_without_alpn_is_refused);
     tcase_add_test(hostile, client_offering_only_http11_is_refused);
     tcase_add_test(hostile, raw_client_with_everything_right_is_accepted);
+    tcase_add_loop_test(hostile, garbage_in_the_certificate_message_is_refused, 0, N_GARBAGE);
+    tcase_add_test(hostile, a_rebuilt_chain_is_accepted);
     tcase_add_test(hostile, a_peer_that_does_not_read_is_held_back);
     suite_add_tcase(s, hostile);
     return tl_run_suite(s);

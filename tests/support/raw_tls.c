@@ -43,22 +43,29 @@ static int raw_send(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 
 void raw_client_init(struct raw_client *rc, int with_cert, const char *alpn)
 {
+    size_t chain_len = 0;
+    char *chain = with_cert ? tl_pki_read("client.chain.pem", &chain_len) : NULL;
+    raw_client_init_chain(rc, chain, chain_len, alpn);
+    free(chain);
+}
+
+void raw_client_init_chain(struct raw_client *rc, const char *chain, size_t chain_len,
+                           const char *alpn)
+{
     memset(rc, 0, sizeof(*rc));
     rc->ctx = wolfSSL_CTX_new(wolfTLSv1_3_client_method());
     ck_assert_ptr_nonnull(rc->ctx);
     wolfSSL_CTX_set_verify(rc->ctx, WOLFSSL_VERIFY_NONE, NULL);
-    if (with_cert) {
-        size_t chain_len, key_len;
-        char *chain = tl_pki_read("client.chain.pem", &chain_len);
+    if (chain) {
+        size_t key_len;
         char *key = tl_pki_read("client.key", &key_len);
         ck_assert_int_eq(
-            wolfSSL_CTX_use_certificate_chain_buffer_format(rc->ctx, (unsigned char *)chain,
+            wolfSSL_CTX_use_certificate_chain_buffer_format(rc->ctx, (const unsigned char *)chain,
                                                             (long)chain_len, WOLFSSL_FILETYPE_PEM),
             WOLFSSL_SUCCESS);
         ck_assert_int_eq(wolfSSL_CTX_use_PrivateKey_buffer(rc->ctx, (unsigned char *)key,
                                                            (long)key_len, WOLFSSL_FILETYPE_PEM),
                          WOLFSSL_SUCCESS);
-        free(chain);
         free(key);
     }
     rc->ssl = wolfSSL_new(rc->ctx);

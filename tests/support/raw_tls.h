@@ -22,6 +22,12 @@ struct raw_client {
 /* A client that presents "client" of the test PKI if @p with_cert, offers
  * @p alpn (NULL: no ALPN extension) and does not verify the server. */
 void raw_client_init(struct raw_client *rc, int with_cert, const char *alpn);
+
+/* The same, presenting the PEM certificates of @p chain (NULL: none) with
+ * the key of "client": wolfSSL sends the certificates after the first
+ * without parsing them, so they may be anything. */
+void raw_client_init_chain(struct raw_client *rc, const char *chain, size_t chain_len,
+                           const char *alpn);
 void raw_client_free(struct raw_client *rc);
 
 /* Append @p n bytes to @p q. */
