@@ -4,7 +4,7 @@
  *
  *   hbone serve   --listen ADDR:PORT TLS... [--allow ID]... [--echo]
  *                 [--max-handshakes N] [--max-connections N]
- *                 [--max-dials N] [--dial-timeout MS]
+ *                 [--max-dials N] [--dial-timeout MS] [--idle-timeout MS]
  *   hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id ID TLS...
  *                 [--header 'name: value']...
  *   hbone forward --listen ADDR:PORT --peer ADDR:PORT --authority HOST:PORT
@@ -51,6 +51,7 @@ struct options {
     int echo;
     unsigned max_handshakes, max_connections; /* serve; 0 until given */
     unsigned max_dials, dial_timeout_ms;      /* serve; 0 until given */
+    long idle_timeout_ms;                     /* serve; -1 until given, 0: never */
 };
 
 static const char *command = "hbone";
@@ -385,6 +386,10 @@ static int32_t open_tunnel(struct conn_watch *cw)
 #define DEFAULT_MAX_CONNECTIONS 1024
 #define DEFAULT_MAX_DIALS 256
 #define DEFAULT_DIAL_TIMEOUT_MS 10000
+/* Twice ztunnel's client pool, which releases an unused connection after 5
+ * minutes: such a client closes first, and a connection that carries nothing
+ * yet answers every keepalive PING still gives its --max-connections slot back. */
+#define DEFAULT_IDLE_TIMEOUT_MS 600000
 #define REFUSAL_LOG_INTERVAL_MS 1000
 
 /* An IP address, as a dial would reach it (see targets_self). */
@@ -858,6 +863,9 @@ static int cmd_serve(const struct options *o)
     l.cfg = load_config(o);
     if (hbone_config_set_server_limits(l.cfg, s.max_handshaking, s.max_open) < 0)
         exit(1);
+    long idle_ms = o->idle_timeout_ms >= 0 ? o->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS;
+    if (hbone_config_set_idle_timeout(l.cfg, (uint32_t)idle_ms) < 0)
+        exit(1);
     l.cbs = pipe_callbacks();
     hbone_callbacks_set_tunnel_request(l.cbs, serve_request);
     hbone_callbacks_set_handshake(l.cbs, serve_handshake);
@@ -1031,7 +1039,7 @@ static const char usage_serve[] =
     "usage: hbone serve --listen ADDR:PORT --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem\n"
     "                   [--trust-domain TD] [--allow SPIFFE_ID]... [--echo]\n"
     "                   [--max-handshakes N] [--max-connections N]\n"
-    "                   [--max-dials N] [--dial-timeout MS]\n"
+    "                   [--max-dials N] [--dial-timeout MS] [--idle-timeout MS]\n"
     "Terminate HBONE: authorize each CONNECT (--allow: only these peers, 401 otherwise),\n"
     "then dial its authority and pipe bytes both ways (503 if the dial fails), or with\n"
     "--echo send the tunnel's bytes back. One log line per tunnel on stderr.\n"
@@ -1043,7 +1051,10 @@ static const char usage_serve[] =
     "is closed at once. Both are logged (one line a second at most, then a count).\n"
     "A dial not connected within --dial-timeout ms (default 10000) is abandoned and\n"
     "answered 503; with --max-dials dials (default 256) in progress, a further CONNECT\n"
-    "is answered 503 at once, without dialing, and logged the same way.\n";
+    "is answered 503 at once, without dialing, and logged the same way.\n"
+    "A connection that has carried no tunnel for --idle-timeout ms (default 600000, twice\n"
+    "the 5 minutes after which ztunnel's client pool releases an unused connection; 0:\n"
+    "never) is closed with GOAWAY(NO_ERROR), giving its --max-connections slot back.\n";
 static const char usage_connect[] =
     "usage: hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id SPIFFE_ID\n"
     "                     --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem [--trust-domain TD]\n"
@@ -1071,6 +1082,17 @@ static unsigned parse_limit(const char *flag, const char *text)
     return (unsigned)n;
 }
 
+/* A duration in ms where 0 means never: a decimal count, as parse_limit. */
+static long parse_ms_or_never(const char *flag, const char *text)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(text, &end, 10);
+    if (*text < '0' || *text > '9' || *end || errno || n > INT_MAX)
+        fail_usage("--%s %s: expected a count of milliseconds (0: never)", flag, text);
+    return (long)n;
+}
+
 static void parse_flags(int argc, char **argv, struct options *o, const char *usage)
 {
     enum {
@@ -1089,6 +1111,7 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         MAX_CONNECTIONS,
         MAX_DIALS,
         DIAL_TIMEOUT,
+        IDLE_TIMEOUT,
         HELP
     };
     static const struct option flags[] = {
@@ -1107,13 +1130,14 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         {"max-connections", required_argument, NULL, MAX_CONNECTIONS},
         {"max-dials", required_argument, NULL, MAX_DIALS},
         {"dial-timeout", required_argument, NULL, DIAL_TIMEOUT},
+        {"idle-timeout", required_argument, NULL, IDLE_TIMEOUT},
         {"help", no_argument, NULL, HELP},
         {NULL, 0, NULL, 0},
     };
     /* Each command takes only its own flags. */
     const char *own = strcmp(command, "serve") == 0 ? "listen cert key ca trust-domain allow echo "
                                                       "max-handshakes max-connections max-dials "
-                                                      "dial-timeout"
+                                                      "dial-timeout idle-timeout"
                       : strcmp(command, "connect") == 0 ? "peer authority expect-id cert key ca "
                                                           "trust-domain header"
                                                         : "listen peer authority expect-id cert "
@@ -1169,6 +1193,9 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         case DIAL_TIMEOUT:
             o->dial_timeout_ms = parse_limit(flags[index].name, optarg);
             break;
+        case IDLE_TIMEOUT:
+            o->idle_timeout_ms = parse_ms_or_never(flags[index].name, optarg);
+            break;
         case ALLOW:
             if (o->n_allow == MAX_LIST)
                 fail_usage("%s", "too many --allow");
@@ -1195,7 +1222,7 @@ int main(int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : 0;
     }
     command = argv[1];
-    struct options o = {0};
+    struct options o = {.idle_timeout_ms = -1};
     if (strcmp(command, "serve") == 0) {
         parse_flags(argc - 1, argv + 1, &o, usage_serve);
         return cmd_serve(&o);
