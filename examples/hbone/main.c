@@ -5,6 +5,7 @@
  *   hbone serve   --listen ADDR:PORT TLS... [--allow ID]... [--echo]
  *                 [--max-handshakes N] [--max-connections N]
  *                 [--max-dials N] [--max-dials-per-peer N] [--dial-timeout MS]
+ *                 [--idle-timeout MS]
  *   hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id ID TLS...
  *                 [--header 'name: value']...
  *   hbone forward --listen ADDR:PORT --peer ADDR:PORT --authority HOST:PORT
@@ -52,6 +53,7 @@ struct options {
     unsigned max_handshakes, max_connections; /* serve; 0 until given */
     unsigned max_dials, max_dials_per_peer;   /* serve; 0 until given */
     unsigned dial_timeout_ms;                 /* serve; 0 until given */
+    long idle_timeout_ms;                     /* serve; -1 until given, 0: never */
 };
 
 static const char *command = "hbone";
@@ -391,6 +393,10 @@ static int32_t open_tunnel(struct conn_watch *cw)
  * live upstream ends within a round trip). */
 #define DEFAULT_MAX_DIALS_PER_PEER 64
 #define DEFAULT_DIAL_TIMEOUT_MS 10000
+/* Twice ztunnel's client pool, which releases an unused connection after 5
+ * minutes: such a client closes first, and a connection that carries nothing
+ * yet answers every keepalive PING still gives its --max-connections slot back. */
+#define DEFAULT_IDLE_TIMEOUT_MS 600000
 #define REFUSAL_LOG_INTERVAL_MS 1000
 
 /* An IP address, as a dial would reach it (see targets_self). */
@@ -984,6 +990,9 @@ static int cmd_serve(const struct options *o)
     l.cfg = load_config(o);
     if (hbone_config_set_server_limits(l.cfg, s.max_handshaking, s.max_open) < 0)
         exit(1);
+    long idle_ms = o->idle_timeout_ms >= 0 ? o->idle_timeout_ms : DEFAULT_IDLE_TIMEOUT_MS;
+    if (hbone_config_set_idle_timeout(l.cfg, (uint32_t)idle_ms) < 0)
+        exit(1);
     l.cbs = pipe_callbacks();
     hbone_callbacks_set_tunnel_request(l.cbs, serve_request);
     hbone_callbacks_set_handshake(l.cbs, serve_handshake);
@@ -1158,6 +1167,7 @@ static const char usage_serve[] =
     "                   [--trust-domain TD] [--allow SPIFFE_ID]... [--echo]\n"
     "                   [--max-handshakes N] [--max-connections N]\n"
     "                   [--max-dials N] [--max-dials-per-peer N] [--dial-timeout MS]\n"
+    "                   [--idle-timeout MS]\n"
     "Terminate HBONE: authorize each CONNECT (--allow: only these peers, 401 otherwise),\n"
     "then dial its authority and pipe bytes both ways (503 if the dial fails), or with\n"
     "--echo send the tunnel's bytes back. One log line per tunnel on stderr.\n"
@@ -1171,7 +1181,10 @@ static const char usage_serve[] =
     "answered 503; with --max-dials dials (default 256) in progress, a further CONNECT\n"
     "is answered 503 at once, without dialing, and logged the same way. So is one from a\n"
     "peer identity (over all its connections) with --max-dials-per-peer dials in\n"
-    "progress (default 64, or --max-dials if lower; at most --max-dials).\n";
+    "progress (default 64, or --max-dials if lower; at most --max-dials).\n"
+    "A connection that has carried no tunnel for --idle-timeout ms (default 600000, twice\n"
+    "the 5 minutes after which ztunnel's client pool releases an unused connection; 0:\n"
+    "never) is closed with GOAWAY(NO_ERROR), giving its --max-connections slot back.\n";
 static const char usage_connect[] =
     "usage: hbone connect --peer ADDR:PORT --authority HOST:PORT --expect-id SPIFFE_ID\n"
     "                     --cert CHAIN.pem --key KEY.pem --ca BUNDLE.pem [--trust-domain TD]\n"
@@ -1199,6 +1212,17 @@ static unsigned parse_limit(const char *flag, const char *text)
     return (unsigned)n;
 }
 
+/* A duration in ms where 0 means never: a decimal count, as parse_limit. */
+static long parse_ms_or_never(const char *flag, const char *text)
+{
+    char *end;
+    errno = 0;
+    unsigned long n = strtoul(text, &end, 10);
+    if (*text < '0' || *text > '9' || *end || errno || n > INT_MAX)
+        fail_usage("--%s %s: expected a count of milliseconds (0: never)", flag, text);
+    return (long)n;
+}
+
 static void parse_flags(int argc, char **argv, struct options *o, const char *usage)
 {
     enum {
@@ -1218,6 +1242,7 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         MAX_DIALS,
         MAX_DIALS_PER_PEER,
         DIAL_TIMEOUT,
+        IDLE_TIMEOUT,
         HELP
     };
     static const struct option flags[] = {
@@ -1237,13 +1262,14 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         {"max-dials", required_argument, NULL, MAX_DIALS},
         {"max-dials-per-peer", required_argument, NULL, MAX_DIALS_PER_PEER},
         {"dial-timeout", required_argument, NULL, DIAL_TIMEOUT},
+        {"idle-timeout", required_argument, NULL, IDLE_TIMEOUT},
         {"help", no_argument, NULL, HELP},
         {NULL, 0, NULL, 0},
     };
     /* Each command takes only its own flags. */
     const char *own = strcmp(command, "serve") == 0 ? "listen cert key ca trust-domain allow echo "
                                                       "max-handshakes max-connections max-dials "
-                                                      "max-dials-per-peer dial-timeout"
+                                                      "max-dials-per-peer dial-timeout idle-timeout"
                       : strcmp(command, "connect") == 0 ? "peer authority expect-id cert key ca "
                                                           "trust-domain header"
                                                         : "listen peer authority expect-id cert "
@@ -1302,6 +1328,9 @@ static void parse_flags(int argc, char **argv, struct options *o, const char *us
         case DIAL_TIMEOUT:
             o->dial_timeout_ms = parse_limit(flags[index].name, optarg);
             break;
+        case IDLE_TIMEOUT:
+            o->idle_timeout_ms = parse_ms_or_never(flags[index].name, optarg);
+            break;
         case ALLOW:
             if (o->n_allow == MAX_LIST)
                 fail_usage("%s", "too many --allow");
@@ -1328,7 +1357,7 @@ int main(int argc, char **argv)
         return argc < 2 ? EXIT_USAGE : 0;
     }
     command = argv[1];
-    struct options o = {0};
+    struct options o = {.idle_timeout_ms = -1};
     if (strcmp(command, "serve") == 0) {
         parse_flags(argc - 1, argv + 1, &o, usage_serve);
         return cmd_serve(&o);

@@ -1261,11 +1261,26 @@ def main():
         r = subprocess.run([HBONE, "forward", flag, "5"], capture_output=True)
         check(f"{flag} is serve's alone",
               r.returncode == 2 and flag.encode() + b" does not apply" in r.stderr)
+    # --idle-timeout takes 0 (never); the cli-scale test sees it close connections.
+    for value in ("-1", "1.5", "10s", "99999999999", ""):
+        r = subprocess.run([HBONE, "serve", "--idle-timeout", value], capture_output=True)
+        check(f"serve --idle-timeout {value!r} is refused, naming the flag",
+              r.returncode == 2 and f"--idle-timeout {value}: expected a count of milliseconds"
+              .encode() in r.stderr, f"{r.returncode} {r.stderr.decode()}")
+    r = subprocess.run([HBONE, "forward", "--idle-timeout", "5"], capture_output=True)
+    check("--idle-timeout is serve's alone",
+          r.returncode == 2 and b"--idle-timeout does not apply" in r.stderr)
+    srv = Server(["serve", "--listen", "127.0.0.1:0", "--echo", "--idle-timeout", "0"]
+                 + tls("server"))
+    r = connect(srv.port, "10.0.0.2:80", b"never idle out")
+    check("serve --idle-timeout 0 (never) serves",
+          r.returncode == 0 and r.stdout == b"never idle out", r.stderr.decode())
+    srv.stop()
     r = subprocess.run([HBONE, "serve", "--help"], capture_output=True)
     check("hbone serve --help names the limits",
           b"--max-handshakes N" in r.stdout and b"--max-connections N" in r.stdout
           and b"--max-dials N" in r.stdout and b"--max-dials-per-peer N" in r.stdout
-          and b"--dial-timeout MS" in r.stdout)
+          and b"--dial-timeout MS" in r.stdout and b"--idle-timeout MS" in r.stdout)
     for command in ("serve", "connect", "forward"):
         r = subprocess.run([HBONE, command, "--help"], capture_output=True)
         check(f"hbone {command} --help", r.returncode == 0 and b"usage: hbone " + command.encode()
