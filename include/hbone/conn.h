@@ -207,6 +207,27 @@ HBONE_API const char *hbone_conn_cipher(const hbone_conn *conn);
  * reconnecting); "" if nothing. Valid until the next call on @p conn. */
 HBONE_API const char *hbone_conn_error_detail(const hbone_conn *conn);
 
+/** The error code of the peer's GOAWAY (RFC 9113's: 0xb ENHANCE_YOUR_CALM,
+ * ...), or 0 if it sent none or NO_ERROR. */
+HBONE_API uint32_t hbone_conn_peer_goaway_error(const hbone_conn *conn);
+
+/** How many tunnels are open on @p conn (opened or requested, not yet
+ * closed). */
+HBONE_API size_t hbone_conn_tunnel_count(const hbone_conn *conn);
+
+/**
+ * Client: how many more tunnels hbone_conn_tunnel_open() may start now
+ * without waiting for the server. 0 once the connection takes no new
+ * tunnel (a server connection, closed or failed, GOAWAY sent or received,
+ * stream ids used up, the server's certificate expired); otherwise the
+ * server's SETTINGS_MAX_CONCURRENT_STREAMS less the tunnels open.
+ */
+HBONE_API uint32_t hbone_conn_tunnel_capacity(hbone_conn *conn);
+
+/** Since when (@p conn's clock, ms) it has had no tunnel open; 0 while one
+ * is, and before the handshake completed. */
+HBONE_API uint64_t hbone_conn_idle_since(const hbone_conn *conn);
+
 /* --- tunnels --------------------------------------------------------------- */
 
 /**

@@ -88,6 +88,7 @@ struct hbone_conn {
     uint64_t output_waiting_since; /* ciphertext waiting, none taken since (0: none waits) */
     int output_taken;              /* the transport took some since the last timed call */
     int draining;                  /* no new tunnels */
+    uint32_t peer_goaway_error;    /* the code of the peer's GOAWAY, if not NO_ERROR */
     int flush_goaway;              /* failed, but a GOAWAY still has to go out */
     int peer_broke_http2;          /* nghttp2 sent GOAWAY with an error: fail once it is out */
     hb_bucket glitches;            /* frames that do no work: hbone_config_set_flood_limit */
@@ -547,6 +548,8 @@ static void on_goaway_sent(void *ctx, uint32_t error_code, const char *why, size
 static void on_goaway_received(void *ctx, uint32_t error_code, const char *why, size_t why_len)
 {
     hbone_conn *c = ctx;
+    if (!c->peer_goaway_error)
+        c->peer_goaway_error = error_code;
     if (c->error || c->detail.text[0])
         return;
     char text[128];
@@ -1228,6 +1231,49 @@ static int check_headers(const char *const *names, const size_t *name_lens,
     return 0;
 }
 
+/* Whether a client connection may open a tunnel now; notes on the way that
+ * it never will again (the peer's certificate expired, its GOAWAY came). */
+static int takes_new_tunnels(hbone_conn *c)
+{
+    note_session_over(c);
+    if (!c->server && !c->closed && !c->error && peer_expired(c))
+        stop_new_tunnels(c);
+    if (c->server || c->closed || c->error || c->draining)
+        return 0;
+    if (!hb_h2_request_allowed(c->h2)) {
+        c->draining = 1; /* the peer's GOAWAY came: nghttp2 would refuse it later */
+        return 0;
+    }
+    return 1;
+}
+
+size_t hbone_conn_tunnel_count(const hbone_conn *c)
+{
+    size_t n = 0;
+    for (const hb_tunnel *t = c ? c->tunnels : NULL; t; t = t->next)
+        n++;
+    return n;
+}
+
+uint32_t hbone_conn_tunnel_capacity(hbone_conn *c)
+{
+    if (!c || !takes_new_tunnels(c))
+        return 0;
+    uint32_t max = hb_h2_peer_max_streams(c->h2);
+    size_t open = hbone_conn_tunnel_count(c);
+    return open >= max ? 0 : max - (uint32_t)open;
+}
+
+uint64_t hbone_conn_idle_since(const hbone_conn *c)
+{
+    return c && c->handshake_done ? c->idle_since : 0;
+}
+
+uint32_t hbone_conn_peer_goaway_error(const hbone_conn *c)
+{
+    return c ? c->peer_goaway_error : 0;
+}
+
 int hbone_conn_tunnel_open(hbone_conn *c, const char *authority, size_t authority_len,
                            const char *const *names, const size_t *name_lens,
                            const char *const *values, const size_t *value_lens, size_t n,
@@ -1236,15 +1282,8 @@ int hbone_conn_tunnel_open(hbone_conn *c, const char *authority, size_t authorit
     if (!c || !authority || !tunnel_out)
         return HBONE_ERR_INVALID_ARGUMENT;
     *tunnel_out = 0;
-    note_session_over(c);
-    if (!c->server && !c->closed && !c->error && peer_expired(c))
-        stop_new_tunnels(c);
-    if (c->server || c->closed || c->error || c->draining)
+    if (!takes_new_tunnels(c))
         return HBONE_ERR_INVALID_STATE;
-    if (!hb_h2_request_allowed(c->h2)) {
-        c->draining = 1; /* the peer's GOAWAY came: nghttp2 would refuse it later */
-        return HBONE_ERR_INVALID_STATE;
-    }
     int r = check_headers(names, name_lens, values, value_lens, n);
     if (r < 0)
         return r;

@@ -567,6 +567,12 @@ int hb_h2_request_allowed(hb_h2 *h2)
     return nghttp2_session_check_request_allowed(h2->session);
 }
 
+uint32_t hb_h2_peer_max_streams(const hb_h2 *h2)
+{
+    return nghttp2_session_get_remote_settings(h2->session,
+                                               NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+}
+
 #ifdef HB_TESTING
 int hb_h2_set_next_stream_id(hb_h2 *h2, int32_t id)
 {

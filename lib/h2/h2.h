@@ -144,6 +144,9 @@ size_t hb_h2_queued_frames(hb_h2 *h2);
  * or received, nor once the stream ids are used up (2^31 - 1 is the last:
  * RFC 9113 section 5.1.1). */
 int hb_h2_request_allowed(hb_h2 *h2);
+/* The peer's SETTINGS_MAX_CONCURRENT_STREAMS (nghttp2's assumption until
+ * its SETTINGS arrive). */
+uint32_t hb_h2_peer_max_streams(const hb_h2 *h2);
 #ifdef HB_TESTING
 /* The id the next request gets (tests reach the end of the id space). */
 int hb_h2_set_next_stream_id(hb_h2 *h2, int32_t id);

@@ -616,6 +616,51 @@ START_TEST(idle_connections_close)
 }
 END_TEST
 
+/* What a pool asks of a client connection: how many tunnels it may still
+ * open (the server's SETTINGS_MAX_CONCURRENT_STREAMS less those open), how
+ * many are open, and since when none has been. */
+START_TEST(tunnel_capacity_follows_the_server)
+{
+    struct pair p;
+    pair_stream_window = 65535; /* the default: pair_max_streams goes with it */
+    pair_max_streams = 3;
+    pair_init(&p, SERVER_ID, 12);
+    pair_stream_window = pair_max_streams = 0;
+    p.server.auto_answer = 200;
+    hbone_conn *c = p.client.conn;
+    ck_assert_uint_eq(hbone_conn_tunnel_capacity(p.server.conn), 0); /* servers open none */
+    ck_assert_uint_eq(hbone_conn_tunnel_count(c), 0);
+    ck_assert_uint_eq(hbone_conn_idle_since(c), 0); /* not before its handshake */
+    pump(&p, NULL, NULL);
+    ck_assert_uint_eq(hbone_conn_idle_since(c), p.now); /* idle since its handshake */
+    ck_assert_uint_eq(hbone_conn_tunnel_capacity(c), 3);
+    int32_t a = open_tunnel(&p, "10.0.0.2:80");
+    int32_t b = open_tunnel(&p, "10.0.0.2:81");
+    pump(&p, NULL, NULL);
+    ck_assert_uint_eq(hbone_conn_tunnel_count(c), 2);
+    ck_assert_uint_eq(hbone_conn_tunnel_capacity(c), 1);
+    ck_assert_uint_eq(hbone_conn_idle_since(c), 0);
+    p.now += 500;
+    ck_assert_int_eq(hbone_conn_tunnel_reset(c, a, 0x8), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_uint_eq(hbone_conn_tunnel_count(c), 1);
+    ck_assert_uint_eq(hbone_conn_tunnel_capacity(c), 2);
+    ck_assert_uint_eq(hbone_conn_idle_since(c), 0);
+    ck_assert_int_eq(hbone_conn_tunnel_reset(c, b, 0x8), 0);
+    pump(&p, NULL, NULL);
+    ck_assert_uint_eq(hbone_conn_idle_since(c), p.now);
+    ck_assert_uint_eq(hbone_conn_tunnel_capacity(c), 3);
+    /* Draining, it takes no new tunnel, whatever the server allows. */
+    ck_assert_int_eq(hbone_conn_drain(c, p.now, 1000), 0);
+    ck_assert_uint_eq(hbone_conn_tunnel_capacity(c), 0);
+    ck_assert_uint_eq(hbone_conn_tunnel_capacity(NULL), 0);
+    ck_assert_uint_eq(hbone_conn_tunnel_count(NULL), 0);
+    ck_assert_uint_eq(hbone_conn_idle_since(NULL), 0);
+    ck_assert_uint_eq(hbone_conn_peer_goaway_error(c), 0); /* ours is not the peer's */
+    pair_free(&p);
+}
+END_TEST
+
 START_TEST(keepalive_pings_keep_a_quiet_connection)
 {
     struct pair p;
@@ -1081,6 +1126,7 @@ int main(void)
     tcase_add_test(tc, stream_ids_run_out);
     tcase_add_loop_test(tc, response_headers_within_the_client_limit, 0, 2);
     tcase_add_test(tc, idle_connections_close);
+    tcase_add_test(tc, tunnel_capacity_follows_the_server);
     suite_add_tcase(s, tc);
     return tl_run_suite(s);
 }

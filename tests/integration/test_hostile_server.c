@@ -1071,7 +1071,9 @@ START_TEST(goaway_with_an_error_refuses_tunnels_above_its_last_stream)
     p->retry_on_refusal = 1;
     p->retry_rc = 1;
     size_t mark = p->n_seen;
+    ck_assert_uint_eq(hbone_conn_peer_goaway_error(p->conn), 0);
     send_goaway(p, a, ENHANCE_YOUR_CALM, "slow down\n");
+    ck_assert_uint_eq(hbone_conn_peer_goaway_error(p->conn), ENHANCE_YOUR_CALM);
     expect_log(p, "close %d 0x7\n", b);
     /* The application learns why, to back off (the peer's text sanitised). */
     ck_assert_str_eq(hbone_conn_error_detail(p->conn),
@@ -1149,6 +1151,7 @@ START_TEST(a_goaway_raising_its_last_stream_id_fails_the_connection)
     int32_t a = open_tunnel(p), b = open_tunnel(p);
     respond(p, a, "200", 0);
     send_goaway(p, a, NO_ERROR, "");
+    ck_assert_uint_eq(hbone_conn_peer_goaway_error(p->conn), 0); /* a clean end */
     expect_log(p, "response %d 200\nclose %d 0x7\n", a, b);
     size_t mark = p->n_seen;
     struct buf payload = {0}, f = {0};
