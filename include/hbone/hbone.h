@@ -17,6 +17,7 @@
 #include <hbone/io.h>
 #include <hbone/log.h>
 #include <hbone/mem.h>
+#include <hbone/pool.h>
 #include <hbone/version.h>
 
 #endif /* HBONE_HBONE_H */
