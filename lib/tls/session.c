@@ -10,6 +10,7 @@
 #include "identity/spiffe.h"
 #include "identity/svid.h"
 #include "identity/x509.h"
+#include "tls/client_hello.h"
 #include "tls/config.h"
 #include "tls/tls.h"
 
@@ -29,6 +30,10 @@ struct hb_tls {
     int done;          /* handshake complete and checked */
     int peer_closed;
     hb_detail detail;
+    /* Server, until the handshake is done: the client's ClientHello is
+     * checked before wolfSSL reads all of it (tls/client_hello.h). */
+    int scanning;
+    hb_hello_scan hello;
     /* Ciphertext lent by the current call. */
     const uint8_t *in;
     size_t in_len;
@@ -66,6 +71,12 @@ int hb_tls_global_init(void)
 
 /* --- custom I/O ------------------------------------------------------- */
 
+static int append_output(hb_tls *t, const void *buf, size_t n);
+
+/* A fatal decode_error alert, in the clear: what a server answers to a
+ * ClientHello it cannot parse (RFC 8446 section 6). */
+static const uint8_t decode_error_alert[] = {21, 3, 3, 0, 2, 2, 50};
+
 static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
 {
     (void)ssl;
@@ -74,6 +85,15 @@ static int io_recv(WOLFSSL *ssl, char *buf, int sz, void *ctx)
     if (avail == 0)
         return WOLFSSL_CBIO_ERR_WANT_READ;
     size_t n = (size_t)sz < avail ? (size_t)sz : avail;
+    if (t->scanning && !t->pending_error) {
+        int r = hb_hello_scan_feed(&t->hello, &t->cfg->mem, t->in + t->in_off, n, &t->detail);
+        if (r < 0) {
+            t->pending_error = r;
+            if (r == HBONE_ERR_TLS_HANDSHAKE)
+                (void)append_output(t, decode_error_alert, sizeof(decode_error_alert));
+            return WOLFSSL_CBIO_ERR_GENERAL; /* wolfSSL never sees the rest */
+        }
+    }
     memcpy(buf, t->in + t->in_off, n);
     t->in_off += n;
     return (int)n;
@@ -482,6 +502,7 @@ int hb_tls_new(hb_tls **out, hbone_config *cfg, int role)
         return HBONE_ERR_NOMEM;
     t->cfg = hbone_config_ref(cfg);
     t->role = role;
+    t->scanning = role == HB_TLS_SERVER;
     t->ssl = wolfSSL_new(role == HB_TLS_SERVER ? cfg->server_ctx : cfg->client_ctx);
     if (!t->ssl) {
         hb_tls_del(t);
@@ -554,6 +575,7 @@ void hb_tls_del(hb_tls *t)
     hb_free(&cfg->mem, t->expected);
     hbone_spiffe_id_del(t->peer_id);
     hb_free(&cfg->mem, t->out);
+    hb_hello_scan_free(&t->hello, &cfg->mem);
     hb_free(&cfg->mem, t);
     hbone_config_del(cfg);
 }
@@ -621,6 +643,8 @@ int hb_tls_handshake(hb_tls *t, const uint8_t *in, size_t in_len, size_t *consum
     if (r < 0)
         return fail(t, r);
     t->done = 1;
+    t->scanning = 0;
+    hb_hello_scan_free(&t->hello, &t->cfg->mem);
     hb_log(&t->cfg->log, HBONE_LOG_DEBUG, "TLS handshake done: peer %s, %s",
            hbone_spiffe_id_str(t->peer_id, NULL), hb_tls_cipher(t));
     return 0;

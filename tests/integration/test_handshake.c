@@ -552,6 +552,99 @@ START_TEST(client_offering_only_http11_is_refused)
 }
 END_TEST
 
+/* --- malformed ClientHellos ------------------------------------------------ */
+
+/* wolfSSL 5.5.4 validates a ClientHello's ALPN list against the wrong bound
+ * and then reads past the copy it kept (heap over-read, found by the
+ * handshake_server fuzzer): the server checks ClientHellos itself, before
+ * wolfSSL has all of one (tls/client_hello.c). Each case edits the raw
+ * client's real ClientHello in place, lengths unchanged unless said. */
+enum {
+    HELLO_ALPN_OVERRUN,
+    HELLO_ALPN_EMPTY_NAME,
+    HELLO_ALPN_SHORT_LIST,
+    HELLO_HUGE_MESSAGE,
+    N_HELLO_CASES
+};
+static const char *const hello_names[N_HELLO_CASES] = {
+    "an ALPN name running past the list (wolfSSL's over-read)", "an empty ALPN name",
+    "an ALPN list shorter than its extension", "a handshake message claiming 16 MiB"};
+
+/* The ALPN extension of the raw client ("h2" alone): type 16, 5 bytes, a
+ * 3-byte list, one 2-byte name. */
+static const uint8_t alpn_h2[] = {0, 16, 0, 5, 0, 3, 2, 'h', '2'};
+
+static void break_client_hello(uint8_t *hello, size_t len, int kind)
+{
+    uint8_t *alpn = NULL;
+    for (size_t i = 0; i + sizeof(alpn_h2) <= len && !alpn; i++)
+        alpn = memcmp(hello + i, alpn_h2, sizeof(alpn_h2)) == 0 ? hello + i : NULL;
+    ck_assert_ptr_nonnull(alpn);
+    switch (kind) {
+    case HELLO_ALPN_OVERRUN: /* a 1-byte name, then a 2-byte one with 0 bytes left */
+        memcpy(alpn + 6, "\x01h\x02", 3);
+        break;
+    case HELLO_ALPN_EMPTY_NAME:
+        memcpy(alpn + 6, "\x00\x01h", 3);
+        break;
+    case HELLO_ALPN_SHORT_LIST: /* the list says 2 bytes, the extension 5 */
+        alpn[5] = 2;
+        break;
+    case HELLO_HUGE_MESSAGE: /* the handshake header, after the record's */
+        hello[6] = 0xff;
+        break;
+    }
+}
+
+START_TEST(malformed_client_hellos_are_refused_before_wolfssl_reads_them)
+{
+    tl_counting counts;
+    hbone_mem *mem = tl_counting_mem(&counts, -1);
+    hbone_config *scfg = tl_config_mem("server", NULL, mem);
+    hb_tls *server;
+    ck_assert_int_eq(hb_tls_new(&server, scfg, HB_TLS_SERVER), 0);
+    struct raw_client rc;
+    raw_client_init(&rc, 1, "h2");
+    (void)wolfSSL_negotiate(rc.ssl); /* its ClientHello */
+    ck_assert_uint_gt(rc.to_server.len, 100);
+    break_client_hello(rc.to_server.buf, rc.to_server.len, _i);
+    /* In 1-byte pieces, as a slow peer sends it: refused at the byte that
+     * completes what is wrong, and nothing after it is read. */
+    int verdict = HBONE_ERR_AGAIN;
+    size_t fed = 0;
+    while (verdict == HBONE_ERR_AGAIN && fed < rc.to_server.len) {
+        size_t consumed = 0;
+        verdict = hb_tls_handshake(server, rc.to_server.buf + fed, 1, &consumed);
+        fed += consumed;
+    }
+    const char *detail = hb_tls_error_detail(server);
+    if (_i == HELLO_HUGE_MESSAGE) {
+        ck_assert_msg(verdict == HBONE_ERR_TLS_MESSAGE_TOO_LARGE, "%s: %d %s", hello_names[_i],
+                      verdict, detail);
+        ck_assert_uint_eq(fed,
+                          5 + 4 - 1); /* the record header, and the message's up to its length */
+    } else {
+        ck_assert_msg(verdict == HBONE_ERR_TLS_HANDSHAKE, "%s: %d %s", hello_names[_i], verdict,
+                      detail);
+        ck_assert_msg(strstr(detail, "malformed ClientHello") != NULL, "%s", detail);
+        ck_assert_uint_eq(fed, rc.to_server.len - 1); /* its last byte never reached wolfSSL */
+        /* It says why, in the clear: a fatal decode_error alert. */
+        size_t out_len;
+        const uint8_t *out = hb_tls_output(server, &out_len);
+        static const uint8_t alert[] = {21, 3, 3, 0, 2, 2, 50};
+        ck_assert_uint_eq(out_len, sizeof(alert));
+        ck_assert_int_eq(memcmp(out, alert, sizeof(alert)), 0);
+    }
+    printf("%s: %s\n", hello_names[_i], detail);
+    hb_tls_del(server);
+    raw_client_free(&rc);
+    canary(scfg, 7);
+    hbone_config_del(scfg);
+    ck_assert_int_eq(counts.allocs, counts.frees);
+    hbone_mem_del(mem);
+}
+END_TEST
+
 /* --- garbage inside the client's Certificate message ---------------------- */
 
 /* @p der as a PEM CERTIFICATE block, appended to @p pem (NUL-terminated). */
@@ -1042,6 +1135,8 @@ int main(void)
     tcase_add_test(hostile, client_offering_only_http11_is_refused);
     tcase_add_test(hostile, raw_client_with_everything_right_is_accepted);
     tcase_add_loop_test(hostile, garbage_in_the_certificate_message_is_refused, 0, N_GARBAGE);
+    tcase_add_loop_test(hostile, malformed_client_hellos_are_refused_before_wolfssl_reads_them, 0,
+                        N_HELLO_CASES);
     tcase_add_test(hostile, a_rebuilt_chain_is_accepted);
     tcase_add_test(hostile, a_peer_that_does_not_read_is_held_back);
     suite_add_tcase(s, hostile);
