@@ -522,7 +522,7 @@ int hb_tls_new(hb_tls **out, hbone_config *cfg, int role)
     if (r == WOLFSSL_SUCCESS && role == HB_TLS_CLIENT)
         r = wolfSSL_UseKeyShare(t->ssl, WOLFSSL_ECC_SECP256R1);
     if (r != WOLFSSL_SUCCESS) {
-        /* The arguments are constants: short of memory, it is a bug. */
+        /* The arguments are constants: any failure but memory is a bug. */
         hb_tls_del(t);
         return hb_wolfssl_out_of_memory(r) ? HBONE_ERR_NOMEM : HBONE_ERR_INTERNAL;
     }
