@@ -659,6 +659,17 @@ static void canary(struct peer *p)
     ck_assert_int_eq(hbone_conn_is_closed(p->conn), 0);
 }
 
+/* After a connection the case ended: the same config serves a canary on a
+ * new connection, then everything is given back. */
+static void canary_on_a_new_connection_and_finish(struct peer *p)
+{
+    disconnect(p);
+    connect_client(p);
+    canary(p);
+    finish(p);
+    free(p);
+}
+
 /* The connection failed over the server's frames: the client sent
  * GOAWAY(@p code) (naming no stream of the server's: it accepted none),
  * says it is closed, keeps the error, and names @p cause. */
@@ -946,11 +957,7 @@ START_TEST(push_promise_fails_the_connection)
                                             NULL, 0, &id),
                      HBONE_ERR_INVALID_STATE);
     ck_assert_int_eq(id, 0);
-    disconnect(p);
-    connect_client(p);
-    canary(p);
-    finish(p);
-    free(p);
+    canary_on_a_new_connection_and_finish(p);
 }
 END_TEST
 
@@ -1007,11 +1014,7 @@ START_TEST(a_push_promise_before_the_settings_ack_is_cancelled)
     buf_free(&b);
     expect_log(p, "close %d 0x100\n", c);
     expect_failed(p, mark, PROTOCOL_ERROR, "PUSH_PROMISE: push disabled");
-    disconnect(p);
-    connect_client(p);
-    canary(p);
-    finish(p);
-    free(p);
+    canary_on_a_new_connection_and_finish(p);
 }
 END_TEST
 
@@ -1043,11 +1046,7 @@ START_TEST(push_promises_before_the_settings_ack_count_against_the_flood_budget)
     expect_log(p, "close %d 0x100\n", a);
     ck_assert_uint_eq(count(p, mark, RST_STREAM, -1), BURST);
     expect_failed(p, mark, ENHANCE_YOUR_CALM, "frames that do no work");
-    disconnect(p);
-    connect_client(p);
-    canary(p);
-    finish(p);
-    free(p);
+    canary_on_a_new_connection_and_finish(p);
 }
 END_TEST
 
@@ -1102,11 +1101,7 @@ START_TEST(goaway_with_an_error_refuses_tunnels_above_its_last_stream)
     }
     ck_assert_uint_ge(count(p, mark, DATA, a), 1);
     ck_assert_int_eq(p->retries, 1);
-    disconnect(p);
-    connect_client(p);
-    canary(p);
-    finish(p);
-    free(p);
+    canary_on_a_new_connection_and_finish(p);
 }
 END_TEST
 
@@ -1132,11 +1127,7 @@ START_TEST(goaway_with_an_error_and_no_stream_refuses_every_tunnel)
     ck_assert_int_eq(id, 0);
     flush(p);
     ck_assert_uint_eq(p->n_seen, mark);
-    disconnect(p);
-    connect_client(p);
-    canary(p);
-    finish(p);
-    free(p);
+    canary_on_a_new_connection_and_finish(p);
 }
 END_TEST
 
@@ -1163,11 +1154,7 @@ START_TEST(a_goaway_raising_its_last_stream_id_fails_the_connection)
     buf_free(&f);
     expect_log(p, "close %d 0x100\n", a);
     expect_failed(p, mark, PROTOCOL_ERROR, "GOAWAY: invalid last_stream_id");
-    disconnect(p);
-    connect_client(p);
-    canary(p);
-    finish(p);
-    free(p);
+    canary_on_a_new_connection_and_finish(p);
 }
 END_TEST
 
@@ -1190,11 +1177,7 @@ START_TEST(a_goaway_that_disowns_an_answered_tunnel_does_not_make_it_retryable)
     expect_log(p, "response %d 200\n", a);
     send_goaway(p, 0, INTERNAL_ERROR, "");
     expect_log_unordered(p, "close %d 0x100\nclose %d 0x7\n", a, b);
-    disconnect(p);
-    connect_client(p);
-    canary(p);
-    finish(p);
-    free(p);
+    canary_on_a_new_connection_and_finish(p);
 }
 END_TEST
 
