@@ -42,6 +42,7 @@
 #define MAX_PAIRS 8
 
 static const char *const only_server[] = {SERVER_ID, NULL};
+static const char *const only_other[] = {OTHER_ID, NULL};
 
 /* --- the application around the pool ---------------------------------------- */
 
@@ -421,7 +422,6 @@ START_TEST(a_wrong_server_identity_fails_the_dial_and_backs_off)
 {
     struct app a;
     app_init(&a, NULL);
-    static const char *const only_other[] = {OTHER_ID, NULL};
     hbone_pool_key *key = key_of(NEXT_HOP, CLIENT_ID, SOURCE_ADDRESS, only_other);
     struct pair *p = dial(&a, key, OTHER_ID);
     struct flow f = open_via_pool(&a, key, p); /* waits for the handshake */
@@ -461,7 +461,6 @@ START_TEST(a_verified_identity_outside_the_key_is_never_served)
 {
     struct app a;
     app_init(&a, NULL);
-    static const char *const only_other[] = {OTHER_ID, NULL};
     hbone_pool_key *key = key_of(NEXT_HOP, CLIENT_ID, SOURCE_ADDRESS, only_other);
     struct pair *p = dial(&a, key, SERVER_ID);
     pump_at(&a, p);
